@@ -1,0 +1,56 @@
+//! `loadtest`: the simulator's command-line front end.
+//!
+//! One subcommand per use; each lives in its own file and exposes an `Args`
+//! struct (clap) and an async `run`. Add a subcommand by adding a variant to
+//! [`Command`] and a file next to this one. `main` is a short script:
+//! logging, parse, run, exit code.
+
+mod demo;
+mod sim_cmd;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Discord gateway + REST simulator and load scenarios for arrakis.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Discord simulator standalone, with background load and HTTP
+    /// control endpoints (point any bot at the printed API base).
+    Sim(sim_cmd::Args),
+    /// The whole pipeline with live figures: the simulator, the real
+    /// `arrakis ingest` binary and RabbitMQ, under a steady load.
+    Demo(demo::Args),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim(args) => sim_cmd::run(args).await.map_err(|e| e.to_string()),
+        Command::Demo(args) => demo::run(args).await.map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

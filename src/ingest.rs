@@ -1,0 +1,298 @@
+//! The `arrakis ingest` role: Discord gateway → RabbitMQ.
+//!
+//! `run` is a short script of phases (linkerd2-proxy style): bind the health
+//! listener, start the publisher (which connects to the broker and declares
+//! the topology), ask Discord for the gateway URL and shard count, spawn one
+//! task per shard, then wait for a signal or for every shard to stop, and
+//! drain: shards close their sockets with a resumable code, the publisher
+//! gets a bounded time to have everything confirmed.
+//!
+//! Task ownership: this function owns the health task, the publisher task
+//! and the `JoinSet` of shard tasks; shards own their sockets and hold
+//! clones of the publish buffer, so the publisher ends by itself once the
+//! last shard is gone and its backlog is confirmed.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::config::{EventList, Secret, ShardSpec, parse_bytes};
+use crate::gateway::connection::{ShardExit, ShardTask};
+use crate::gateway::discovery::{self, DiscoveryError};
+use crate::gateway::identify::IdentifyQueue;
+use crate::gateway::shard::{IdentifyProps, ShardCore, ShardId};
+use crate::health;
+use crate::metrics::IngestMetrics;
+use crate::queue::message::Routing;
+use crate::queue::publisher::{PublishBuffer, Publisher, PublisherConfig};
+use crate::queue::topology::QueueType;
+
+/// GUILDS | GUILD_MEMBERS | GUILD_MESSAGES | GUILD_MESSAGE_REACTIONS: what
+/// Sietch needs (joins, activity). GUILD_MEMBERS is privileged: enable it
+/// in the developer portal or Discord closes with 4014.
+pub const DEFAULT_INTENTS: u64 = 1 | (1 << 1) | (1 << 9) | (1 << 10);
+
+/// Options of `arrakis ingest`; each is also an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Bot token (never logged).
+    #[arg(
+        long,
+        env = "DISCORD_TOKEN",
+        value_name = "DISCORD_TOKEN",
+        hide_env_values = true
+    )]
+    pub discord_token: Secret,
+    /// Discord REST base; the gateway URL comes from `{base}/gateway/bot`.
+    #[arg(
+        long,
+        env = "DISCORD_API_BASE",
+        value_name = "DISCORD_API_BASE",
+        default_value = "https://discord.com/api/v10"
+    )]
+    pub discord_api_base: String,
+    /// RabbitMQ URL (`amqps://` for TLS).
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        value_name = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// `auto`, or `FIRST-LAST/TOTAL` (inclusive) for this process's share.
+    #[arg(
+        long,
+        env = "ARRAKIS_SHARDS",
+        value_name = "ARRAKIS_SHARDS",
+        default_value = "auto"
+    )]
+    pub shards: ShardSpec,
+    /// Gateway intents bitmask.
+    #[arg(long, env = "ARRAKIS_INTENTS", value_name = "ARRAKIS_INTENTS", default_value_t = DEFAULT_INTENTS)]
+    pub intents: u64,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(
+        long,
+        env = "ARRAKIS_HTTP_LISTEN",
+        value_name = "ARRAKIS_HTTP_LISTEN",
+        default_value = "127.0.0.1:9100"
+    )]
+    pub http_listen: SocketAddr,
+    /// Events routed as `bulk.*` besides PRESENCE_UPDATE and TYPING_START (comma-separated).
+    #[arg(
+        long,
+        env = "ARRAKIS_BULK_EVENTS",
+        value_name = "ARRAKIS_BULK_EVENTS",
+        default_value = ""
+    )]
+    pub bulk_events: EventList,
+    /// Events not published at all (comma-separated).
+    #[arg(
+        long,
+        env = "ARRAKIS_DROP_EVENTS",
+        value_name = "ARRAKIS_DROP_EVENTS",
+        default_value = ""
+    )]
+    pub drop_events: EventList,
+    /// Queue type of the declared queues: `quorum` or `classic`.
+    #[arg(
+        long,
+        env = "ARRAKIS_QUEUE_TYPE",
+        value_name = "ARRAKIS_QUEUE_TYPE",
+        default_value = "quorum"
+    )]
+    pub queue_type: QueueType,
+    /// Bytes of dispatches held between the socket and the broker's
+    /// confirm; when full, shards pause reading (never drop).
+    #[arg(long, env = "ARRAKIS_PUBLISH_BUFFER", value_name = "ARRAKIS_PUBLISH_BUFFER", default_value = "256MiB", value_parser = parse_bytes)]
+    pub publish_buffer: usize,
+    /// Dispatches published and awaiting a confirm at once.
+    #[arg(long, env = "ARRAKIS_MAX_IN_FLIGHT", value_name = "ARRAKIS_MAX_IN_FLIGHT", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_in_flight: u32,
+    /// Largest inflated gateway payload accepted; larger ones end in a resume.
+    #[arg(long, env = "ARRAKIS_MAX_PAYLOAD", value_name = "ARRAKIS_MAX_PAYLOAD", default_value = "32MiB", value_parser = parse_bytes)]
+    pub max_payload: usize,
+    /// Identify `large_threshold` (50–250).
+    #[arg(long, env = "ARRAKIS_LARGE_THRESHOLD", value_name = "ARRAKIS_LARGE_THRESHOLD", default_value_t = 50, value_parser = clap::value_parser!(u8).range(50..=250))]
+    pub large_threshold: u8,
+    /// Seconds allowed on shutdown for outstanding confirms.
+    #[arg(
+        long,
+        env = "ARRAKIS_DRAIN_SECS",
+        value_name = "ARRAKIS_DRAIN_SECS",
+        default_value_t = 10
+    )]
+    pub drain_secs: u64,
+}
+
+/// Why the role could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The health listener could not bind.
+    #[error("{0}")]
+    Listen(#[from] std::io::Error),
+    /// Discord refused the token.
+    #[error("{0}")]
+    Discovery(#[from] DiscoveryError),
+}
+
+/// Runs the ingestor until a signal, or until every shard has stopped.
+///
+/// # Errors
+///
+/// Start-up failures that retrying cannot fix: the listen address is taken,
+/// or Discord refuses the token.
+pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
+    let metrics = Arc::new(IngestMetrics::new());
+    let listener = health::bind(args.http_listen).await?;
+    let health_task = tokio::spawn(health::serve(listener, metrics.clone()));
+
+    let routing = Arc::new(Routing {
+        bulk: args.bulk_events.clone(),
+        drop: args.drop_events.clone(),
+    });
+    let (buffer, rx) = PublishBuffer::new(args.publish_buffer, metrics.clone());
+    let publisher = tokio::spawn(
+        Publisher::new(
+            PublisherConfig {
+                amqp_url: args.amqp_url.clone(),
+                queue_type: args.queue_type,
+                routing: (*routing).clone(),
+                max_in_flight: args.max_in_flight as usize,
+            },
+            rx,
+            metrics.clone(),
+        )
+        .run(),
+    );
+
+    let mut signal = std::pin::pin!(shutdown_signal());
+    let client = discovery::https_client();
+    let mut attempt: u32 = 0;
+    let info = loop {
+        match discovery::fetch(&client, &args.discord_api_base, &args.discord_token).await {
+            Ok(info) => break info,
+            Err(err @ DiscoveryError::Unauthorized { .. }) => return Err(err.into()),
+            Err(err) => {
+                attempt = attempt.saturating_add(1);
+                let delay = Duration::from_millis(500 * (1 << attempt.min(6)));
+                tracing::error!("{err}; retrying in {delay:?}");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = &mut signal => return Ok(ExitCode::SUCCESS),
+                }
+            }
+        }
+    };
+    let (ids, total) = args.shards.resolve(info.shards);
+    tracing::info!(
+        gateway = %info.url,
+        recommended_shards = info.shards,
+        shards = ?ids,
+        total,
+        max_concurrency = info.limit.max_concurrency,
+        session_starts_remaining = info.limit.remaining,
+        "starting shards"
+    );
+
+    let identify = IdentifyQueue::new(info.limit, Instant::now());
+    let gateway_url: Arc<str> = info.url.into();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut shards = JoinSet::new();
+    for number in ids {
+        let core = ShardCore::new(
+            ShardId { number, total },
+            IdentifyProps {
+                token: args.discord_token.clone(),
+                intents: args.intents,
+                large_threshold: args.large_threshold,
+            },
+            rand::random(),
+        );
+        let task = ShardTask {
+            core,
+            gateway_url: gateway_url.clone(),
+            identify: identify.clone(),
+            buffer: buffer.clone(),
+            routing: routing.clone(),
+            metrics: metrics.clone(),
+            max_payload: args.max_payload,
+            shutdown: shutdown_rx.clone(),
+        };
+        shards.spawn(task.run());
+    }
+    drop(buffer);
+
+    let mut fatal = Vec::new();
+    let mut signalled = false;
+    loop {
+        tokio::select! {
+            () = &mut signal => {
+                tracing::info!("shutting down: closing gateway connections (resumable), draining confirms");
+                signalled = true;
+                let _ = shutdown_tx.send(true);
+                break;
+            }
+            joined = shards.join_next() => match joined {
+                None => break,
+                Some(Ok(ShardExit::Fatal(reason))) => fatal.push(reason),
+                Some(Ok(ShardExit::Shutdown)) => {}
+                Some(Err(err)) => tracing::error!(%err, "shard task failed"),
+            },
+        }
+    }
+    if tokio::time::timeout(Duration::from_secs(5), async {
+        while shards.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        shards.abort_all();
+    }
+    let drain = Duration::from_secs(args.drain_secs);
+    if tokio::time::timeout(drain, publisher).await.is_err() {
+        tracing::warn!(
+            unconfirmed = metrics.buffer_depth.get(),
+            "publisher did not drain within {drain:?}; unconfirmed dispatches will be replayed by the next resume"
+        );
+    }
+    health_task.abort();
+    if !signalled && !fatal.is_empty() {
+        tracing::error!(
+            "no shard left running ({} stopped by fatal close codes); exiting",
+            fatal.len()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM (what ECS sends) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,22 @@
+//! Arrakis: a Discord gateway proxy.
+//!
+//! One binary, one role per subcommand (ARCHITECTURE.md §3.1). This crate is
+//! its library: [`gateway`] is the hand-rolled Discord gateway client,
+//! [`queue`] the RabbitMQ side, [`ingest`] wires them into the
+//! `arrakis ingest` role, and [`health`] serves `/healthz`, `/readyz` and
+//! `/metrics`.
+
+pub mod config;
+pub mod gateway;
+pub mod health;
+pub mod ingest;
+pub mod metrics;
+pub mod queue;
+
+/// The `User-Agent` Discord requires on REST calls:
+/// `DiscordBot ($url, $versionNumber)`.
+pub const USER_AGENT: &str = concat!(
+    "DiscordBot (https://github.com/arrakis-gateway/arrakis, ",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);

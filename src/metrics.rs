@@ -1,0 +1,333 @@
+//! Prometheus metrics of the ingest role, and the readiness it reports.
+//!
+//! One [`IngestMetrics`] is built in `main` and shared by reference-counted
+//! handle; there is no global registry. Label values come from a fixed set
+//! (states, reasons) or from event names, which are capped so a misbehaving
+//! gateway cannot blow up the series count.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Distinct event names tracked before the rest are counted as `OTHER`.
+const MAX_EVENT_LABELS: usize = 256;
+
+/// Label: a gateway event name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    /// The dispatch name.
+    pub event: String,
+}
+
+/// Label: a shard state.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// The state name.
+    pub state: &'static str,
+}
+
+/// Label: why something happened.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The reason.
+    pub reason: &'static str,
+}
+
+/// A shard's lifecycle state, as shown in `arrakis_shards{state=…}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardState {
+    /// Connecting, or waiting to reconnect.
+    Connecting,
+    /// Connected, handshaking (Hello, identify queue, Identify or Resume).
+    Handshaking,
+    /// READY or RESUMED received; events flowing.
+    Ready,
+    /// Stopped by a fatal close code.
+    Stopped,
+}
+
+impl ShardState {
+    fn label(self) -> &'static str {
+        match self {
+            ShardState::Connecting => "connecting",
+            ShardState::Handshaking => "handshaking",
+            ShardState::Ready => "ready",
+            ShardState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Every metric of the ingest role, plus the readiness state.
+#[derive(Debug)]
+pub struct IngestMetrics {
+    registry: Registry,
+    events: Family<EventLabel, Counter>,
+    event_names: Mutex<HashSet<String>>,
+    shards: Family<StateLabel, Gauge>,
+    shards_ready: AtomicI64,
+    shards_total: AtomicI64,
+    /// Heartbeat round trip, seconds.
+    pub heartbeat_rtt: Histogram,
+    reconnects: Family<ReasonLabel, Counter>,
+    /// Dispatches accepted by the publisher and not yet confirmed.
+    pub buffer_depth: Gauge,
+    /// Bytes of those dispatches.
+    pub buffer_bytes: Gauge,
+    /// From reading the frame off the socket to the broker's confirm, seconds.
+    pub confirm_latency: Histogram,
+    /// Dispatches confirmed by the broker.
+    pub confirmed: Counter,
+    publish_retries: Family<ReasonLabel, Counter>,
+    /// Dispatches not published because ARRAKIS_DROP_EVENTS lists them.
+    pub dropped_by_config: Counter,
+    /// Times a shard paused reading because the publish buffer was full.
+    pub read_pauses: Counter,
+    broker_up: AtomicBool,
+    broker_gauge: Gauge,
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IngestMetrics {
+    /// Registers every metric under the `arrakis_` prefix.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("arrakis");
+        let m = Self {
+            events: Family::default(),
+            event_names: Mutex::new(HashSet::new()),
+            shards: Family::default(),
+            shards_ready: AtomicI64::new(0),
+            shards_total: AtomicI64::new(0),
+            heartbeat_rtt: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            reconnects: Family::default(),
+            buffer_depth: Gauge::default(),
+            buffer_bytes: Gauge::default(),
+            confirm_latency: Histogram::new(exponential_buckets(0.000_1, 1.25, 52)),
+            confirmed: Counter::default(),
+            publish_retries: Family::default(),
+            dropped_by_config: Counter::default(),
+            read_pauses: Counter::default(),
+            broker_up: AtomicBool::new(false),
+            broker_gauge: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "gateway_events",
+            "Dispatches received, by event name",
+            m.events.clone(),
+        );
+        registry.register("shards", "Shards by state", m.shards.clone());
+        registry.register(
+            "heartbeat_rtt_seconds",
+            "Heartbeat to ACK round trip",
+            m.heartbeat_rtt.clone(),
+        );
+        registry.register(
+            "gateway_reconnects",
+            "Reconnects, by reason",
+            m.reconnects.clone(),
+        );
+        registry.register(
+            "publish_buffer_depth",
+            "Dispatches waiting for a broker confirm",
+            m.buffer_depth.clone(),
+        );
+        registry.register(
+            "publish_buffer_bytes",
+            "Bytes of dispatches waiting for a broker confirm",
+            m.buffer_bytes.clone(),
+        );
+        registry.register(
+            "confirm_latency_seconds",
+            "From frame read off the socket to broker confirm",
+            m.confirm_latency.clone(),
+        );
+        registry.register(
+            "published",
+            "Dispatches confirmed by the broker",
+            m.confirmed.clone(),
+        );
+        registry.register(
+            "publish_retries",
+            "Publishes retried, by reason (nack, returned, channel_error)",
+            m.publish_retries.clone(),
+        );
+        registry.register(
+            "dropped_by_config",
+            "Dispatches dropped because ARRAKIS_DROP_EVENTS lists them",
+            m.dropped_by_config.clone(),
+        );
+        registry.register(
+            "read_pauses",
+            "Times a shard paused reading because the publish buffer was full",
+            m.read_pauses.clone(),
+        );
+        registry.register(
+            "broker_up",
+            "1 when the broker channel is open",
+            m.broker_gauge.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Counts one dispatch.
+    pub fn on_event(&self, name: &str) {
+        let label = {
+            let mut names = self
+                .event_names
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if names.contains(name) {
+                name
+            } else if names.len() < MAX_EVENT_LABELS {
+                names.insert(name.to_owned());
+                name
+            } else {
+                "OTHER"
+            }
+        };
+        self.events
+            .get_or_create(&EventLabel {
+                event: label.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one reconnect.
+    pub fn on_reconnect(&self, reason: &'static str) {
+        self.reconnects.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts one publish retry.
+    pub fn on_publish_retry(&self, reason: &'static str) {
+        self.publish_retries
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// A shard started, in state `Connecting`.
+    pub fn shard_started(&self) {
+        self.shards_total.fetch_add(1, Ordering::Relaxed);
+        self.shards
+            .get_or_create(&StateLabel {
+                state: ShardState::Connecting.label(),
+            })
+            .inc();
+    }
+
+    /// A shard moved from one state to another.
+    pub fn shard_transition(&self, from: ShardState, to: ShardState) {
+        if from == to {
+            return;
+        }
+        self.shards
+            .get_or_create(&StateLabel {
+                state: from.label(),
+            })
+            .dec();
+        self.shards
+            .get_or_create(&StateLabel { state: to.label() })
+            .inc();
+        if from == ShardState::Ready {
+            self.shards_ready.fetch_sub(1, Ordering::Relaxed);
+        }
+        if to == ShardState::Ready {
+            self.shards_ready.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The broker channel opened or closed.
+    pub fn set_broker_up(&self, up: bool) {
+        self.broker_up.store(up, Ordering::Relaxed);
+        self.broker_gauge.set(i64::from(up));
+    }
+
+    /// Why the role is not ready, or `None` when it is: every shard is
+    /// connected and the broker channel is open.
+    #[must_use]
+    pub fn not_ready_reason(&self) -> Option<String> {
+        let total = self.shards_total.load(Ordering::Relaxed);
+        let ready = self.shards_ready.load(Ordering::Relaxed);
+        let broker = self.broker_up.load(Ordering::Relaxed);
+        match (total > 0 && ready == total, broker) {
+            (true, true) => None,
+            (shards_ok, broker_ok) => {
+                let mut why = Vec::new();
+                if !shards_ok {
+                    why.push(format!("{ready} of {total} shards ready"));
+                }
+                if !broker_ok {
+                    why.push("RabbitMQ channel not open".to_owned());
+                }
+                Some(why.join("; "))
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl crate::health::RoleStatus for IngestMetrics {
+    fn not_ready_reason(&self) -> Option<String> {
+        IngestMetrics::not_ready_reason(self)
+    }
+
+    fn metrics_text(&self) -> String {
+        self.encode()
+    }
+}
+
+/// Shared handle to the metrics.
+pub type Metrics = Arc<IngestMetrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_every_shard_and_the_broker() {
+        let m = IngestMetrics::new();
+        assert!(m.not_ready_reason().is_some());
+        m.shard_started();
+        m.shard_started();
+        m.set_broker_up(true);
+        m.shard_transition(ShardState::Connecting, ShardState::Ready);
+        assert_eq!(m.not_ready_reason().unwrap(), "1 of 2 shards ready");
+        m.shard_transition(ShardState::Connecting, ShardState::Ready);
+        assert_eq!(m.not_ready_reason(), None);
+        m.set_broker_up(false);
+        assert!(m.not_ready_reason().unwrap().contains("RabbitMQ"));
+    }
+
+    #[test]
+    fn event_labels_are_capped() {
+        let m = IngestMetrics::new();
+        for i in 0..MAX_EVENT_LABELS + 10 {
+            m.on_event(&format!("EVENT_{i}"));
+        }
+        let text = m.encode();
+        assert!(
+            text.contains(r#"arrakis_gateway_events_total{event="OTHER"} 10"#),
+            "{text}"
+        );
+    }
+}

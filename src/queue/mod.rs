@@ -1,0 +1,13 @@
+//! The RabbitMQ side of the ingestor.
+//!
+//! - [`topology`]: exchanges and queues of ARCHITECTURE.md §3.2, declared
+//!   idempotently at start-up;
+//! - [`message`]: one dispatch as published (§3.3): body, routing key,
+//!   properties and headers;
+//! - [`publisher`]: the task that owns the broker connection, publishes
+//!   with confirms, and retries until every dispatch is confirmed, fed by a
+//!   bounded buffer so the gateway read loop never waits on the broker.
+
+pub mod message;
+pub mod publisher;
+pub mod topology;

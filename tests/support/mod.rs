@@ -1,0 +1,341 @@
+//! Shared harness for the integration tests: a private RabbitMQ vhost per
+//! test, the `arrakis` binary as a child process, a consumer that collects
+//! what landed in the queues, and a bounded wait.
+//!
+//! Every test gets its own vhost on the machine's broker, so tests run in
+//! parallel, never see each other's messages, and leave nothing behind
+//! (the vhost is deleted on drop). Tests that must break the broker link
+//! put a [`proxy::TcpProxy`] in front of it rather than stopping the
+//! shared broker.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties};
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A unique name for this test process and call.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}-{:08x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs (RabbitMQ is installed; .ci/run ensures it)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A RabbitMQ vhost that exists for one test.
+pub struct Vhost {
+    pub name: String,
+}
+
+impl Vhost {
+    pub fn create() -> Self {
+        let name = unique("arrakis-test");
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        Self { name }
+    }
+
+    /// The AMQP URL of this vhost through `host:port`.
+    pub fn url_via(&self, addr: &str) -> String {
+        format!("amqp://guest:guest@{addr}/{}", self.name)
+    }
+
+    pub fn url(&self) -> String {
+        self.url_via("127.0.0.1:5672")
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `arrakis ingest` process under test.
+pub struct Ingestor {
+    child: tokio::process::Child,
+    pub http: String,
+    log: std::path::PathBuf,
+}
+
+impl Ingestor {
+    /// Starts `arrakis ingest` with the contract's variables set for
+    /// `sim` and `vhost`, plus `extra` (which may override them).
+    pub fn start(api_base: &str, amqp_url: &str, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let http = format!("127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("{}.log", unique("arrakis-ingest")));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_arrakis"));
+        cmd.arg("ingest")
+            .env_clear()
+            .env("DISCORD_TOKEN", "sim-token")
+            .env("DISCORD_API_BASE", api_base)
+            .env("AMQP_URL", amqp_url)
+            .env("ARRAKIS_HTTP_LISTEN", &http)
+            .env("RUST_LOG", "info,arrakis=debug,lapin=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn arrakis");
+        Self { child, http, log }
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET a path on the health listener: (status, body).
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&self.http).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.ok()?;
+        let status = out.get(9..12)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((status, body))
+    }
+
+    /// Waits for the process to exit (bounded) and returns its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+impl Drop for Ingestor {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        if std::thread::panicking() {
+            eprintln!("---- arrakis ingest log ----\n{}", self.log());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// One message taken off a work queue.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub queue: String,
+    pub routing_key: String,
+    pub message_id: String,
+    pub kind: String,
+    pub delivery_mode: u8,
+    pub content_type: String,
+    pub timestamp: Option<u64>,
+    pub headers: BTreeMap<String, AMQPValue>,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn seq(&self) -> u64 {
+        match self.headers.get("seq") {
+            Some(AMQPValue::LongLongInt(v)) => u64::try_from(*v).unwrap(),
+            other => panic!("seq header is {other:?}"),
+        }
+    }
+
+    pub fn shard_id(&self) -> u32 {
+        match self.headers.get("shard_id") {
+            Some(AMQPValue::LongInt(v)) => u32::try_from(*v).unwrap(),
+            other => panic!("shard_id header is {other:?}"),
+        }
+    }
+
+    pub fn guild_id(&self) -> Option<String> {
+        match self.headers.get("guild_id") {
+            Some(AMQPValue::LongString(s)) => {
+                Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+            }
+            None => None,
+            other => panic!("guild_id header is {other:?}"),
+        }
+    }
+}
+
+/// Consumes the three work queues of a vhost into memory.
+pub struct Collector {
+    received: Arc<Mutex<Vec<Received>>>,
+    _connection: Connection,
+}
+
+impl Collector {
+    /// Connects and consumes; declares the queues passively once the
+    /// ingestor has created them (retrying until then).
+    pub async fn start(amqp_url: &str) -> Self {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let connection = Connection::connect(amqp_url, ConnectionProperties::default())
+            .await
+            .expect("collector connects");
+        for queue in ["arrakis.interactions", "arrakis.events", "arrakis.bulk"] {
+            let channel = connection.create_channel().await.unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let probe = connection.create_channel().await.unwrap();
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                if probe
+                    .queue_declare(queue.into(), passive, FieldTable::default())
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "queue {queue} never declared by the ingestor"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let mut consumer = channel
+                .basic_consume(
+                    queue.into(),
+                    format!("collector-{queue}").into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            let received = received.clone();
+            let queue = queue.to_owned();
+            tokio::spawn(async move {
+                while let Some(Ok(delivery)) = consumer.next().await {
+                    let props = &delivery.properties;
+                    let headers = props
+                        .headers()
+                        .as_ref()
+                        .map(|h| {
+                            h.inner()
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    received.lock().unwrap().push(Received {
+                        queue: queue.clone(),
+                        routing_key: delivery.routing_key.to_string(),
+                        message_id: props
+                            .message_id()
+                            .as_ref()
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                        kind: props
+                            .kind()
+                            .as_ref()
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                        delivery_mode: props.delivery_mode().unwrap_or(0),
+                        content_type: props
+                            .content_type()
+                            .as_ref()
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                        timestamp: *props.timestamp(),
+                        headers,
+                        body: Bytes::from(delivery.data.clone()),
+                    });
+                }
+            });
+        }
+        Self {
+            received,
+            _connection: connection,
+        }
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    /// Distinct `message_id`s received.
+    pub fn message_ids(&self) -> std::collections::HashSet<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.message_id.clone())
+            .collect()
+    }
+}
