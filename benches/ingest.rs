@@ -156,6 +156,7 @@ fn ingest(c: &mut Criterion) {
                         event: env.event_name.clone().unwrap_or(0..0),
                         body: payload,
                         received_at_us: 1_700_000_000_000_000,
+                        guild_create: None,
                     };
                     let key = routing.routing_key(dispatch.event_name());
                     let props = dispatch.properties();

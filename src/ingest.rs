@@ -22,14 +22,17 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{EventList, Secret, ShardSpec, parse_bytes};
+use crate::gateway::checkpoint::{self, CheckpointStore, CheckpointWriter};
 use crate::gateway::connection::{ShardExit, ShardTask};
 use crate::gateway::discovery::{self, DiscoveryError};
+use crate::gateway::guilds::GuildCreates;
 use crate::gateway::identify::IdentifyQueue;
+use crate::gateway::progress::{Checkpoint, ShardProgress};
 use crate::gateway::shard::{IdentifyProps, ShardCore, ShardId};
 use crate::health;
 use crate::metrics::IngestMetrics;
 use crate::queue::message::Routing;
-use crate::queue::publisher::{PublishBuffer, Publisher, PublisherConfig};
+use crate::queue::publisher::{ProgressBook, PublishBuffer, Publisher, PublisherConfig};
 use crate::queue::topology::QueueType;
 
 /// GUILDS | GUILD_MEMBERS | GUILD_MESSAGES | GUILD_MESSAGE_REACTIONS: what
@@ -129,6 +132,37 @@ pub struct IngestArgs {
         default_value_t = 10
     )]
     pub drain_secs: u64,
+    /// Redis, for session checkpoints and the cross-process identify queue
+    /// (`rediss://` for TLS).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        value_name = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+    /// Prefix of every Redis key this deployment uses (one per bot).
+    #[arg(
+        long,
+        env = "ARRAKIS_REDIS_PREFIX",
+        value_name = "ARRAKIS_REDIS_PREFIX",
+        default_value = "arrakis"
+    )]
+    pub redis_prefix: String,
+    /// Milliseconds between checkpoint saves: the most checkpoint progress
+    /// a crash can lose (it is replayed, never lost).
+    #[arg(long, env = "ARRAKIS_CHECKPOINT_MS", value_name = "ARRAKIS_CHECKPOINT_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub checkpoint_ms: u64,
+    /// Seconds to keep trying Redis at start-up for checkpoints before
+    /// starting without them (identifying instead of resuming).
+    #[arg(
+        long,
+        env = "ARRAKIS_CHECKPOINT_WAIT_SECS",
+        value_name = "ARRAKIS_CHECKPOINT_WAIT_SECS",
+        default_value_t = 30
+    )]
+    pub checkpoint_wait_secs: u64,
 }
 
 /// Why the role could not run.
@@ -140,6 +174,9 @@ pub enum IngestError {
     /// Discord refused the token.
     #[error("{0}")]
     Discovery(#[from] DiscoveryError),
+    /// `REDIS_URL` is malformed.
+    #[error("REDIS_URL: {0}")]
+    RedisUrl(redis::RedisError),
 }
 
 /// Runs the ingestor until a signal, or until every shard has stopped.
@@ -153,24 +190,11 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
     let listener = health::bind(args.http_listen).await?;
     let health_task = tokio::spawn(health::serve(listener, metrics.clone()));
 
+    let redis = checkpoint::connect_redis(&args.redis_url).map_err(IngestError::RedisUrl)?;
     let routing = Arc::new(Routing {
         bulk: args.bulk_events.clone(),
         drop: args.drop_events.clone(),
     });
-    let (buffer, rx) = PublishBuffer::new(args.publish_buffer, metrics.clone());
-    let publisher = tokio::spawn(
-        Publisher::new(
-            PublisherConfig {
-                amqp_url: args.amqp_url.clone(),
-                queue_type: args.queue_type,
-                routing: (*routing).clone(),
-                max_in_flight: args.max_in_flight as usize,
-            },
-            rx,
-            metrics.clone(),
-        )
-        .run(),
-    );
 
     let mut signal = std::pin::pin!(shutdown_signal());
     let client = discovery::https_client();
@@ -191,23 +215,76 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
         }
     };
     let (ids, total) = args.shards.resolve(info.shards);
+    let shard_ids: Vec<ShardId> = ids.map(|number| ShardId { number, total }).collect();
     tracing::info!(
         gateway = %info.url,
         recommended_shards = info.shards,
-        shards = ?ids,
+        shards = shard_ids.len(),
+        first = shard_ids.first().map(|s| s.number),
         total,
         max_concurrency = info.limit.max_concurrency,
         session_starts_remaining = info.limit.remaining,
         "starting shards"
     );
 
-    let identify = IdentifyQueue::new(info.limit, Instant::now());
+    let new_session = Arc::new(tokio::sync::Notify::new());
+    let progress: ProgressBook = Arc::new(
+        shard_ids
+            .iter()
+            .map(|s| {
+                (
+                    s.number,
+                    Arc::new(ShardProgress::notifying(new_session.clone())),
+                )
+            })
+            .collect(),
+    );
+    let (buffer, rx) = PublishBuffer::new(args.publish_buffer, metrics.clone());
+    let publisher = tokio::spawn(
+        Publisher::new(
+            PublisherConfig {
+                amqp_url: args.amqp_url.clone(),
+                queue_type: args.queue_type,
+                routing: (*routing).clone(),
+                max_in_flight: args.max_in_flight as usize,
+            },
+            rx,
+            metrics.clone(),
+            progress.clone(),
+        )
+        .run(),
+    );
+
+    let store = CheckpointStore::new(redis.clone(), &args.redis_prefix);
+    let mut restored = load_checkpoints(&store, &shard_ids, &args).await;
+    let (drained_tx, drained_rx) = watch::channel(false);
+    let writer = tokio::spawn(
+        CheckpointWriter::new(
+            store,
+            shard_ids
+                .iter()
+                .map(|s| (*s, progress[&s.number].clone()))
+                .collect(),
+            metrics.clone(),
+        )
+        .run(
+            Duration::from_millis(args.checkpoint_ms),
+            new_session,
+            drained_rx,
+        ),
+    );
+
+    let identify = IdentifyQueue::new(info.limit, Instant::now()).with_redis(
+        redis,
+        &args.redis_prefix,
+        info.limit,
+    );
     let gateway_url: Arc<str> = info.url.into();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut shards = JoinSet::new();
-    for number in ids {
+    for (i, &id) in shard_ids.iter().enumerate() {
         let core = ShardCore::new(
-            ShardId { number, total },
+            id,
             IdentifyProps {
                 token: args.discord_token.clone(),
                 intents: args.intents,
@@ -224,6 +301,9 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
             metrics: metrics.clone(),
             max_payload: args.max_payload,
             shutdown: shutdown_rx.clone(),
+            progress: progress[&id.number].clone(),
+            restore: restored[i].take(),
+            guilds: GuildCreates::default(),
         };
         shards.spawn(task.run());
     }
@@ -262,6 +342,14 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
             "publisher did not drain within {drain:?}; unconfirmed dispatches will be replayed by the next resume"
         );
     }
+    // Everything confirmed is now in the watermarks: one last save.
+    let _ = drained_tx.send(true);
+    if tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("final checkpoint save did not finish within 5 s");
+    }
     health_task.abort();
     if !signalled && !fatal.is_empty() {
         tracing::error!(
@@ -271,6 +359,49 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads every shard's checkpoint, retrying Redis for a bounded time: a
+/// missing checkpoint means identifying, which loses what Discord would
+/// have replayed, so it is worth a wait.
+async fn load_checkpoints(
+    store: &CheckpointStore,
+    shards: &[ShardId],
+    args: &IngestArgs,
+) -> Vec<Option<Checkpoint>> {
+    let deadline = Instant::now() + Duration::from_secs(args.checkpoint_wait_secs);
+    let mut attempt: u32 = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), store.load(shards)).await {
+            Ok(Ok(found)) => {
+                let n = found.iter().filter(|c| c.is_some()).count();
+                tracing::info!(found = n, of = shards.len(), "session checkpoints loaded");
+                return found;
+            }
+            Ok(Err(err)) if Instant::now() < deadline => {
+                tracing::error!(
+                    "cannot reach Redis at {} for checkpoints: {err}; retrying",
+                    crate::config::redact_url(&args.redis_url)
+                );
+            }
+            Err(_) if Instant::now() < deadline => {
+                tracing::error!(
+                    "cannot reach Redis at {} for checkpoints: no answer; retrying",
+                    crate::config::redact_url(&args.redis_url)
+                );
+            }
+            _ => {
+                tracing::error!(
+                    "starting without checkpoints: Redis at {} unreachable for {} s; shards identify, and events since the last run are not replayed",
+                    crate::config::redact_url(&args.redis_url),
+                    args.checkpoint_wait_secs
+                );
+                return vec![None; shards.len()];
+            }
+        }
+        attempt = attempt.saturating_add(1);
+        tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt.min(8)))).await;
+    }
 }
 
 /// Resolves on SIGTERM (what ECS sends) or Ctrl-C.

@@ -4,14 +4,17 @@
 //! its library: [`gateway`] is the hand-rolled Discord gateway client,
 //! [`queue`] the RabbitMQ side, [`ingest`] wires them into the
 //! `arrakis ingest` role, and [`health`] serves `/healthz`, `/readyz` and
-//! `/metrics`.
+//! `/metrics`. [`rest`] is the Discord REST client with rate limits shared
+//! through Redis, and [`proxy`] serves it as the `arrakis proxy` role.
 
 pub mod config;
 pub mod gateway;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod proxy;
 pub mod queue;
+pub mod rest;
 
 /// The `User-Agent` Discord requires on REST calls:
 /// `DiscordBot ($url, $versionNumber)`.

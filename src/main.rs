@@ -19,6 +19,9 @@ struct Cli {
 enum Role {
     /// Gateway ingestor: Discord gateway shards → RabbitMQ, with confirms.
     Ingest(Box<arrakis::ingest::IngestArgs>),
+    /// REST proxy: holds the bot token, shares Discord's rate limits
+    /// between replicas through Redis.
+    Proxy(Box<arrakis::proxy::ProxyArgs>),
 }
 
 fn main() -> ExitCode {
@@ -41,7 +44,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.role {
-        Role::Ingest(args) => runtime.block_on(arrakis::ingest::run(*args)),
+        Role::Ingest(args) => runtime
+            .block_on(arrakis::ingest::run(*args))
+            .map_err(|e| e.to_string()),
+        Role::Proxy(args) => runtime
+            .block_on(arrakis::proxy::run(*args))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(code) => code,

@@ -91,6 +91,12 @@ pub struct IngestMetrics {
     pub read_pauses: Counter,
     broker_up: AtomicBool,
     broker_gauge: Gauge,
+    /// Checkpoints written to Redis.
+    pub checkpoint_writes: Counter,
+    /// Checkpoint flushes that failed (Redis unreachable or slow).
+    pub checkpoint_failures: Counter,
+    /// GUILD_CREATEs by kind (startup or join).
+    guild_creates: Family<ReasonLabel, Counter>,
 }
 
 impl Default for IngestMetrics {
@@ -121,6 +127,9 @@ impl IngestMetrics {
             read_pauses: Counter::default(),
             broker_up: AtomicBool::new(false),
             broker_gauge: Gauge::default(),
+            checkpoint_writes: Counter::default(),
+            checkpoint_failures: Counter::default(),
+            guild_creates: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -179,6 +188,21 @@ impl IngestMetrics {
             "1 when the broker channel is open",
             m.broker_gauge.clone(),
         );
+        registry.register(
+            "checkpoint_writes",
+            "Session checkpoints written to Redis",
+            m.checkpoint_writes.clone(),
+        );
+        registry.register(
+            "checkpoint_failures",
+            "Checkpoint flushes that failed; ingestion continues meanwhile",
+            m.checkpoint_failures.clone(),
+        );
+        registry.register(
+            "guild_creates",
+            "GUILD_CREATE dispatches, by reason (startup or join)",
+            m.guild_creates.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -213,6 +237,23 @@ impl IngestMetrics {
     /// Counts one publish retry.
     pub fn on_publish_retry(&self, reason: &'static str) {
         self.publish_retries
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// `n` checkpoints were saved.
+    pub fn checkpoint_saved(&self, n: usize) {
+        self.checkpoint_writes.inc_by(u64::try_from(n).unwrap_or(0));
+    }
+
+    /// A checkpoint flush failed.
+    pub fn checkpoint_failed(&self) {
+        self.checkpoint_failures.inc();
+    }
+
+    /// Counts a GUILD_CREATE by kind.
+    pub fn on_guild_create(&self, reason: &'static str) {
+        self.guild_creates
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }

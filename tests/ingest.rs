@@ -9,142 +9,12 @@
 
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use arrakis_loadtest::sim::{EventKind, Fault, SimConfig, Simulator, Violation};
 use lapin::types::AMQPValue;
-use support::{Collector, Ingestor, Vhost, wait_until};
-
-const DELIVERY: Duration = Duration::from_secs(30);
-
-struct Harness {
-    sim: Simulator,
-    ingestor: Ingestor,
-    collector: Collector,
-    _vhost: Vhost,
-}
-
-fn fast_config(shards: u32) -> SimConfig {
-    SimConfig {
-        shards,
-        max_concurrency: shards.max(1),
-        heartbeat_interval: Duration::from_millis(1_000),
-        heartbeat_grace: Duration::from_millis(700),
-        ..SimConfig::default()
-    }
-}
-
-impl Harness {
-    async fn start(config: SimConfig, extra: &[(&str, &str)]) -> Self {
-        let sim = Simulator::start(config).await.expect("simulator starts");
-        let vhost = Vhost::create();
-        let ingestor = Ingestor::start(&sim.api_base(), &vhost.url(), extra);
-        let collector = Collector::start(&vhost.url()).await;
-        Self {
-            sim,
-            ingestor,
-            collector,
-            _vhost: vhost,
-        }
-    }
-
-    async fn ready(&self, shard: u32) {
-        wait_until(&format!("shard {shard} ready"), DELIVERY, || {
-            self.sim.shard_status(shard).is_some_and(|s| s.ready)
-        })
-        .await;
-    }
-
-    fn emit_mix(&self, shard: u32, n: usize) {
-        let kinds = [
-            EventKind::MessageCreate,
-            EventKind::PresenceUpdate,
-            EventKind::GuildMemberAdd,
-            EventKind::TypingStart,
-            EventKind::InteractionCreate,
-        ];
-        for i in 0..n {
-            let kind = kinds[i % kinds.len()].clone();
-            self.sim.emit(shard, kind).expect("shard has a session");
-        }
-    }
-
-    /// Waits until every dispatch the simulator sent is in RabbitMQ, then
-    /// checks each one byte for byte.
-    async fn assert_all_delivered(&self) {
-        let expected = self.sim.sent();
-        assert!(!expected.is_empty());
-        wait_until("every dispatch in RabbitMQ", DELIVERY, || {
-            let got = self.collector.message_ids();
-            expected
-                .iter()
-                .all(|d| got.contains(&format!("{}:{}", d.session_id, d.seq)))
-        })
-        .await;
-        let received: HashMap<String, support::Received> = self
-            .collector
-            .all()
-            .into_iter()
-            .map(|r| (r.message_id.clone(), r))
-            .collect();
-        for sent in &expected {
-            let id = format!("{}:{}", sent.session_id, sent.seq);
-            let got = &received[&id];
-            assert_eq!(got.body, sent.body, "body of {id} differs");
-            assert_eq!(got.seq(), sent.seq);
-            assert_eq!(got.shard_id(), sent.shard_id);
-            assert_eq!(got.kind, sent.event);
-            assert_eq!(
-                got.guild_id(),
-                sent.guild_id,
-                "guild_id of {id} ({})",
-                sent.event
-            );
-        }
-    }
-
-    /// Sequence numbers per session must have no gap from 1 to the last.
-    fn assert_no_gaps(&self) {
-        let mut by_session: HashMap<String, BTreeSet<u64>> = HashMap::new();
-        for r in self.collector.all() {
-            let (session, seq) = r.message_id.rsplit_once(':').unwrap();
-            by_session
-                .entry(session.to_owned())
-                .or_default()
-                .insert(seq.parse().unwrap());
-        }
-        for (session, seqs) in by_session {
-            let last = *seqs.last().unwrap();
-            assert_eq!(
-                seqs.len() as u64,
-                last,
-                "session {session} has gaps: {} of 1..={last}",
-                seqs.len()
-            );
-        }
-    }
-
-    fn assert_no_violations(&self) {
-        let violations = self.sim.violations();
-        assert!(
-            violations.is_empty(),
-            "protocol violations: {violations:#?}"
-        );
-    }
-
-    fn identifies(&self) -> usize {
-        self.sim.identifies().len()
-    }
-
-    fn accepted_resumes_on_resume_url(&self) -> usize {
-        self.sim
-            .resumes()
-            .iter()
-            .filter(|r| r.accepted && r.on_resume_url)
-            .count()
-    }
-}
+use support::harness::{DELIVERY, Harness, fast_config};
+use support::{Ingestor, Vhost, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dispatch_lands_byte_for_byte_with_contract_headers() {
@@ -353,34 +223,51 @@ async fn fatal_close_code_stops_without_a_reconnect_loop() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_frames_end_in_a_resume_not_a_crash() {
+/// Injects a malformed frame and checks it ends in a resume with nothing
+/// lost and no crash.
+async fn malformed_frame_resumes(fault: Fault) {
     let h = Harness::start(fast_config(1), &[("ARRAKIS_MAX_PAYLOAD", "1MiB")]).await;
     h.ready(0).await;
-    let faults = [
-        Fault::CorruptZlib,
-        Fault::InvalidJson,
-        Fault::Oversized { bytes: 2 << 20 },
-        Fault::Truncated,
-    ];
-    for (i, fault) in faults.into_iter().enumerate() {
-        h.emit_mix(0, 10);
-        let label = format!("{fault:?}");
-        h.sim.inject(0, fault);
-        if label == "Truncated" {
-            // The truncated dispatch is the next one emitted.
-            h.emit_mix(0, 1);
-        }
-        wait_until(&format!("resume after {label}"), DELIVERY, || {
-            h.accepted_resumes_on_resume_url() == i + 1
-        })
-        .await;
-        h.ready(0).await;
+    h.emit_mix(0, 10);
+    let truncated = matches!(fault, Fault::Truncated);
+    h.sim.inject(0, fault);
+    if truncated {
+        // The truncated dispatch is the next one emitted.
+        h.emit_mix(0, 1);
     }
+    wait_until("resume after the bad frame", DELIVERY, || {
+        h.accepted_resumes_on_resume_url() == 1
+    })
+    .await;
+    h.ready(0).await;
     h.emit_mix(0, 10);
     h.assert_all_delivered().await;
     h.assert_no_gaps();
     assert_eq!(h.identifies(), 1);
+    assert!(
+        h.ingestor.get("/healthz").await.is_some(),
+        "the process is still up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_zlib_ends_in_a_resume() {
+    malformed_frame_resumes(Fault::CorruptZlib).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_ends_in_a_resume() {
+    malformed_frame_resumes(Fault::InvalidJson).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_payload_ends_in_a_resume() {
+    malformed_frame_resumes(Fault::Oversized { bytes: 2 << 20 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_frame_ends_in_a_resume_that_replays_it() {
+    malformed_frame_resumes(Fault::Truncated).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,18 +347,15 @@ async fn stalled_broker_pauses_reading_but_not_heartbeats() {
     let vhost = Vhost::create();
     let proxy = support::proxy::TcpProxy::start("127.0.0.1:5672").await;
     let sim = Simulator::start(fast_config(1)).await.unwrap();
-    let ingestor = Ingestor::start(
-        &sim.api_base(),
-        &vhost.url_via(&proxy.addr),
-        &[("ARRAKIS_PUBLISH_BUFFER", "64KiB")],
-    );
-    let collector = Collector::start(&vhost.url()).await;
-    let h = Harness {
+    let (via_proxy, direct) = (vhost.url_via(&proxy.addr), vhost.url());
+    let h = Harness::start_with(
         sim,
-        ingestor,
-        collector,
-        _vhost: vhost,
-    };
+        &via_proxy,
+        &direct,
+        Some(vhost),
+        &[("ARRAKIS_PUBLISH_BUFFER", "64KiB")],
+    )
+    .await;
     h.ready(0).await;
     h.emit_mix(0, 10);
     h.assert_all_delivered().await;
@@ -531,6 +415,20 @@ async fn health_endpoints_report_readiness_and_metrics() {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }
     assert!(!metrics.contains("sim-token"));
+    let mut beats = 0;
+    for _ in 0..50 {
+        let (_, m) = h.ingestor.get("/metrics").await.unwrap();
+        beats = m
+            .lines()
+            .find_map(|l| l.strip_prefix("arrakis_heartbeat_rtt_seconds_count "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if beats > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(beats > 0, "heartbeat round trips are measured");
     assert!(
         !h.ingestor.log().contains("sim-token"),
         "token leaked into the log"

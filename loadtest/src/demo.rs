@@ -20,11 +20,15 @@ use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueuePurgeOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
 
 use arrakis_loadtest::sim::{LoadHandle, SimConfig, Simulator};
 
 const QUEUES: [&str; 3] = ["arrakis.interactions", "arrakis.events", "arrakis.bulk"];
 const VHOST: &str = "arrakis-demo";
+/// Redis key prefix of the demo's ingestor; its checkpoints point at this
+/// run's simulator, so they are cleared before each run.
+const REDIS_PREFIX: &str = "arrakis-demo";
 
 /// Options of `loadtest demo`.
 #[derive(Debug, clap::Args)]
@@ -47,6 +51,11 @@ pub(crate) struct Args {
     /// Extra environment for the ingestor, as KEY=VALUE (repeatable).
     #[arg(long = "ingest-env")]
     ingest_env: Vec<String>,
+    /// Do not consume while the load runs: measures what one ingestor can
+    /// push into RabbitMQ with confirms when the broker serves no
+    /// consumers. Messages are counted (queue depth) and purged at the end.
+    #[arg(long)]
+    no_consume: bool,
 }
 
 /// Why the demo failed.
@@ -64,6 +73,7 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DemoError + '_ {
     move |e| DemoError::Setup(format!("{what}: {e}"))
 }
 
+#[derive(Default)]
 struct Consumed {
     ids: HashSet<String>,
     total: u64,
@@ -73,6 +83,7 @@ struct Consumed {
 /// Runs the demo.
 pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     ensure_vhost();
+    clear_checkpoints();
     let amqp_url = format!("amqp://guest:guest@{}/{VHOST}", args.rabbitmq);
     let sim = Simulator::start(SimConfig {
         shards: args.shards,
@@ -86,6 +97,8 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     let connection = Connection::connect(&amqp_url, ConnectionProperties::default())
         .await
         .map_err(setup("connecting to RabbitMQ"))?;
+    // Whatever an earlier run left behind would skew the counts.
+    purge(&connection).await;
 
     let http = free_addr();
     let mut child = tokio::process::Command::new(&args.arrakis);
@@ -95,6 +108,7 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
         .env("DISCORD_API_BASE", sim.api_base())
         .env("AMQP_URL", &amqp_url)
         .env("ARRAKIS_HTTP_LISTEN", &http)
+        .env("ARRAKIS_REDIS_PREFIX", REDIS_PREFIX)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true);
@@ -117,7 +131,12 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     })
     .await
     .map_err(|()| DemoError::Setup("shards did not become ready within 60 s".into()))?;
-    let consumed = consume(&connection).await?;
+    let consumed = Arc::new(Mutex::new(Consumed::default()));
+    if !args.no_consume {
+        consume(&connection, &consumed).await?;
+    }
+    // Let the READY burst settle before reading the idle footprint.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(pid);
 
     // Rate 0 measures an idle ingestor (memory per idle shard).
@@ -139,7 +158,7 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     let mut last_confirmed = 0.0;
     let mut last_sent = 0;
     let mut last_consumed = 0;
-    let mut peak_rss = 0;
+    let mut peak_rss = idle_rss;
     let mut peak_buffer = 0.0f64;
     let start_hist = scrape(&http)
         .await
@@ -154,11 +173,8 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
         let buffer = metric(&metrics, "arrakis_publish_buffer_depth");
         let sent = load.as_ref().map_or(0, LoadHandle::emitted);
         let (consumed_now, e2e) = {
-            let mut c = consumed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let lat = std::mem::take(&mut c.latencies_us);
-            (c.total, lat)
+            let mut c = lock(&consumed);
+            (c.total, std::mem::take(&mut c.latencies_us))
         };
         let rss = rss_kib(pid);
         peak_rss = peak_rss.max(rss);
@@ -173,7 +189,7 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
             fmt_us(percentile(&e2e, 0.5)),
             fmt_us(percentile(&e2e, 0.99)),
             buffer,
-            f64::from(u32::try_from(rss).unwrap_or(u32::MAX)) / 1024.0,
+            rss as f64 / 1024.0,
         );
         last_hist = hist;
         last_confirmed = confirmed;
@@ -185,28 +201,44 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
         None => 0,
     };
 
-    // Wait for the tail to drain, then account for every dispatch.
+    // Let the tail drain, then account for every dispatch.
     let expected: Vec<String> = sim
         .sent()
         .iter()
         .map(|d| format!("{}:{}", d.session_id, d.seq))
         .collect();
-    let _ = wait_for(Duration::from_secs(60), || {
-        let c = consumed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        expected.iter().all(|id| c.ids.contains(id))
-    })
-    .await;
-    let metrics = scrape(&http).await.unwrap_or_default();
-    let total = histogram(&metrics).minus(&start_hist);
-    let (missing, consumed_total, distinct) = {
-        let c = consumed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let drained = Instant::now();
+    let (missing, received, distinct) = if args.no_consume {
+        let _ = wait_for_async(Duration::from_secs(60), || async {
+            let m = scrape(&http).await.unwrap_or_default();
+            metric(&m, "arrakis_publish_buffer_depth") == 0.0
+        })
+        .await;
+        let queued = queue_depth(&connection).await;
+        let queued_n = usize::try_from(queued).unwrap_or(usize::MAX);
+        (expected.len().saturating_sub(queued_n), queued, queued_n)
+    } else {
+        let _ = wait_for(Duration::from_secs(60), || {
+            let c = lock(&consumed);
+            expected.iter().all(|id| c.ids.contains(id))
+        })
+        .await;
+        let c = lock(&consumed);
+        let missing_ids: Vec<&String> = expected
+            .iter()
+            .filter(|id| !c.ids.contains(*id))
+            .take(5)
+            .collect();
+        if !missing_ids.is_empty() {
+            println!("missing, e.g.:    {missing_ids:?}");
+        }
         let missing = expected.iter().filter(|id| !c.ids.contains(*id)).count();
         (missing, c.total, c.ids.len())
     };
+    let drain_time = drained.elapsed();
+    let metrics = scrape(&http).await.unwrap_or_default();
+    let total = histogram(&metrics).minus(&start_hist);
+    let confirmed = metric(&metrics, "arrakis_published_total");
 
     if let Some(pid) = child.id() {
         let _ = std::process::Command::new("kill")
@@ -215,20 +247,30 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     }
     let exit = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
 
+    let secs = args.seconds.max(1) as f64;
     println!("---- summary ----");
     println!(
         "load:              {emitted} events in {} s ({:.0}/s offered)",
         args.seconds,
-        emitted as f64 / args.seconds as f64
+        emitted as f64 / secs
     );
     println!(
         "dispatches sent:   {} (load + READY per shard)",
         expected.len()
     );
     println!(
-        "consumed:          {consumed_total} messages, {distinct} distinct message_ids, {} duplicates",
-        consumed_total.saturating_sub(distinct as u64)
+        "confirmed:         {confirmed:.0} ({:.0}/s over the run and the {:.1} s drain)",
+        confirmed / (secs + drain_time.as_secs_f64()),
+        drain_time.as_secs_f64()
     );
+    if args.no_consume {
+        println!("in the queues:     {received} messages (not consumed during the run)");
+    } else {
+        println!(
+            "consumed:          {received} messages, {distinct} distinct message_ids, {} duplicates",
+            received.saturating_sub(distinct as u64)
+        );
+    }
     println!("lost:              {missing}");
     println!(
         "gateway→confirm:   p50 {} p99 {} over {} confirms (ingestor histogram, interpolated)",
@@ -247,6 +289,22 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
         exit.ok().and_then(Result::ok).and_then(|s| s.code())
     );
 
+    purge(&connection).await;
+    sim.shutdown().await;
+    if missing > 0 {
+        return Err(DemoError::Lost(missing));
+    }
+    Ok(())
+}
+
+fn lock(consumed: &Mutex<Consumed>) -> std::sync::MutexGuard<'_, Consumed> {
+    consumed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Empties the work queues (a missing queue is fine: first run).
+async fn purge(connection: &Connection) {
     for queue in QUEUES {
         if let Ok(channel) = connection.create_channel().await {
             let _ = channel
@@ -254,9 +312,39 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
                 .await;
         }
     }
-    sim.shutdown().await;
-    if missing > 0 {
-        return Err(DemoError::Lost(missing));
+}
+
+/// Messages sitting in the work queues.
+async fn queue_depth(connection: &Connection) -> u64 {
+    let mut total = 0;
+    for queue in QUEUES {
+        if let Ok(channel) = connection.create_channel().await {
+            let passive = lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..lapin::options::QueueDeclareOptions::default()
+            };
+            if let Ok(q) = channel
+                .queue_declare(queue.into(), passive, FieldTable::default())
+                .await
+            {
+                total += u64::from(q.message_count());
+            }
+        }
+    }
+    total
+}
+
+async fn wait_for_async<F, Fut>(limit: Duration, mut cond: F) -> Result<(), ()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond().await {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }
@@ -285,21 +373,42 @@ fn ensure_vhost() {
         .status();
 }
 
-async fn consume(connection: &Connection) -> Result<Arc<Mutex<Consumed>>, DemoError> {
-    let consumed = Arc::new(Mutex::new(Consumed {
-        ids: HashSet::new(),
-        total: 0,
-        latencies_us: Vec::new(),
-    }));
+/// Deletes the demo's checkpoints from an earlier run (redis-cli is there
+/// wherever `scripts/services.sh` set Redis up).
+fn clear_checkpoints() {
+    let Ok(out) = std::process::Command::new("redis-cli")
+        .args([
+            "--scan",
+            "--pattern",
+            &format!("{REDIS_PREFIX}:gateway:checkpoint:*"),
+        ])
+        .output()
+    else {
+        return;
+    };
+    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if !keys.is_empty() {
+        let _ = std::process::Command::new("redis-cli")
+            .arg("DEL")
+            .args(&keys)
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+async fn consume(
+    connection: &Connection,
+    consumed: &Arc<Mutex<Consumed>>,
+) -> Result<(), DemoError> {
     for queue in QUEUES {
         let channel = connection
             .create_channel()
             .await
             .map_err(setup("opening a channel"))?;
-        // Whatever an earlier run left behind would skew the counts.
-        let _ = channel
-            .queue_purge(queue.into(), QueuePurgeOptions::default())
-            .await;
         channel
             .basic_qos(2_000, BasicQosOptions::default())
             .await
@@ -343,7 +452,7 @@ async fn consume(connection: &Connection) -> Result<Arc<Mutex<Consumed>>, DemoEr
             }
         });
     }
-    Ok(consumed)
+    Ok(())
 }
 
 async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Result<(), ()> {

@@ -23,11 +23,14 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
+use super::checkpoint::unix_ms;
 use super::close::Fatal;
+use super::guilds::GuildCreates;
 use super::identify::{IdentifyPermit, IdentifyQueue};
 use super::inflate::Inflater;
+use super::progress::{Checkpoint, ShardProgress};
 use super::scan;
-use super::shard::{Became, Reconnect, ShardCore, Step, Target};
+use super::shard::{Became, Reconnect, Session, ShardCore, Step, Target};
 use crate::metrics::{Metrics, ShardState};
 use crate::queue::message::{Dispatch, Routing};
 use crate::queue::publisher::{Full, PublishBuffer};
@@ -62,6 +65,13 @@ pub struct ShardTask {
     pub max_payload: usize,
     /// Becomes `true` on shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// This shard's confirm watermark, shared with the publisher and the
+    /// checkpoint writer.
+    pub progress: Arc<ShardProgress>,
+    /// A checkpoint to resume from, loaded at start-up.
+    pub restore: Option<Checkpoint>,
+    /// Startup-versus-join tracking for GUILD_CREATE.
+    pub guilds: GuildCreates,
 }
 
 /// Why a shard task ended.
@@ -111,6 +121,20 @@ impl ShardTask {
 
     async fn run_inner(mut self) -> ShardExit {
         self.metrics.shard_started();
+        if let Some(checkpoint) = self.restore.take() {
+            tracing::info!(
+                session = %checkpoint.session_id,
+                seq = checkpoint.seq,
+                "resuming the checkpointed session"
+            );
+            self.core.restore_session(Session {
+                id: checkpoint.session_id.clone(),
+                resume_url: checkpoint.resume_url.clone(),
+                seq: checkpoint.seq,
+            });
+            self.guilds.on_restored(checkpoint.started_at_ms);
+            self.progress.start_session(checkpoint);
+        }
         let mut state = ShardState::Connecting;
         let mut inflater = Inflater::new(self.max_payload);
         let mut delay = Duration::ZERO;
@@ -178,7 +202,7 @@ impl ShardTask {
         state: &mut ShardState,
     ) -> ConnectionEnd {
         let mut identify_wait: Waiting<IdentifyPermit> = None;
-        let mut _identify_permit: Option<IdentifyPermit> = None;
+        let mut identify_permit: Option<IdentifyPermit> = None;
         let mut pending_push: Waiting<()> = None;
         loop {
             let deadline = self.core.next_deadline();
@@ -191,7 +215,7 @@ impl ShardTask {
                 () = sleep_until(deadline) => (self.core.on_timer(Instant::now()), None),
                 granted = wait(&mut identify_wait), if identify_wait.is_some() => {
                     identify_wait = None;
-                    _identify_permit = Some(granted);
+                    identify_permit = Some(granted);
                     (self.core.on_identify_permit(Instant::now()), None)
                 }
                 () = wait(&mut pending_push), if pending_push.is_some() => {
@@ -236,6 +260,10 @@ impl ShardTask {
                         tracing::warn!(%err, "gateway send failed");
                         return self.end_after_close(None);
                     }
+                    // The first send after the grant is the identify.
+                    if let Some(permit) = &mut identify_permit {
+                        permit.mark_sent(Instant::now());
+                    }
                 }
                 Step::RequestIdentify => {
                     let queue = self.identify.clone();
@@ -244,7 +272,7 @@ impl ShardTask {
                 }
                 Step::Dispatch { became, .. } => {
                     if let Some(became) = became {
-                        _identify_permit = None;
+                        identify_permit = None;
                         self.metrics.shard_transition(*state, ShardState::Ready);
                         *state = ShardState::Ready;
                         let session = self.core.session().map(|s| s.id.clone());
@@ -258,7 +286,7 @@ impl ShardTask {
                     {
                         self.metrics.read_pauses.inc();
                         self.core.set_reading_paused(true);
-                        pending_push = Some(self.buffer.push(dispatch));
+                        pending_push = Some(self.buffer.push(*dispatch));
                     }
                 }
                 Step::Reconnect(r) => {
@@ -292,6 +320,12 @@ impl ShardTask {
             }
         };
         let step = match self.core.on_payload(Instant::now(), &envelope, &payload) {
+            Ok(step) if envelope.op == 11 => {
+                if let Some(rtt) = self.core.heartbeat_rtt() {
+                    self.metrics.heartbeat_rtt.observe(rtt.as_secs_f64());
+                }
+                step
+            }
             Ok(step) => step,
             Err(err) => {
                 tracing::warn!(%err, "invalid gateway payload; resuming on a new connection");
@@ -305,16 +339,66 @@ impl ShardTask {
         let event = envelope.event_name.clone().unwrap_or(0..0);
         let name = std::str::from_utf8(&payload[event.clone()]).unwrap_or("UNKNOWN");
         self.metrics.on_event(name);
-        if self.routing.is_dropped(name) {
+        let Some(session) = self.core.session().cloned() else {
+            // Only an invalidated session can be missing here, and Discord
+            // sends no dispatch after that; publish rather than drop.
+            return (
+                step,
+                self.dispatch(&envelope, payload, seq, "none".into(), received_at_us),
+            );
+        };
+        if let Step::Dispatch {
+            became: Some(Became::Ready),
+            ..
+        } = step
+        {
+            let started_at_ms = unix_ms();
+            let data = envelope.data.clone().map_or(&b"{}"[..], |r| &payload[r]);
+            self.guilds.on_ready(data, started_at_ms);
+            self.progress.start_session(Checkpoint {
+                session_id: session.id.clone(),
+                resume_url: session.resume_url.clone(),
+                seq,
+                started_at_ms,
+            });
+        }
+        let published = !self.routing.is_dropped(name);
+        self.progress.handed(&session.id, seq, published);
+        if !published {
             self.metrics.dropped_by_config.inc();
             return (step, None);
         }
+        (
+            step,
+            self.dispatch(&envelope, payload, seq, session.id, received_at_us),
+        )
+    }
+
+    fn dispatch(
+        &mut self,
+        envelope: &scan::Envelope,
+        payload: Bytes,
+        seq: u64,
+        session_id: Arc<str>,
+        received_at_us: u64,
+    ) -> Option<Dispatch> {
+        let event = envelope.event_name.clone().unwrap_or(0..0);
         let guild_id = envelope.guild_id_range(&payload);
-        let session_id = self
-            .core
-            .session()
-            .map_or_else(|| Arc::from("none"), |s| s.id.clone());
-        let dispatch = Dispatch {
+        let guild_create = (&payload[event.clone()] == b"GUILD_CREATE").then(|| {
+            let text = |r: Option<std::ops::Range<usize>>| {
+                r.and_then(|r| std::str::from_utf8(&payload[r]).ok())
+            };
+            let kind = self
+                .guilds
+                .classify(
+                    text(guild_id.clone()),
+                    text(envelope.data_joined_at.clone()),
+                )
+                .label();
+            self.metrics.on_guild_create(kind);
+            kind
+        });
+        Some(Dispatch {
             shard: self.core.id(),
             seq,
             session_id,
@@ -322,8 +406,8 @@ impl ShardTask {
             event,
             guild_id,
             received_at_us,
-        };
-        (step, Some(dispatch))
+            guild_create,
+        })
     }
 }
 

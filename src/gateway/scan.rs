@@ -37,6 +37,9 @@ pub struct Envelope {
     pub data_guild_id: Option<Range<usize>>,
     /// Byte range of `d.id` (string contents or digits), when present.
     pub data_id: Option<Range<usize>>,
+    /// Byte range of `d.joined_at` (string contents), when present: on
+    /// GUILD_CREATE it tells a new join from a guild the bot was already in.
+    pub data_joined_at: Option<Range<usize>>,
 }
 
 impl Envelope {
@@ -114,6 +117,7 @@ pub fn scan(payload: &[u8]) -> Result<Envelope, ScanError> {
     let mut data = None;
     let mut data_guild_id = None;
     let mut data_id = None;
+    let mut data_joined_at = None;
 
     cur.skip_ws();
     if cur.peek()? == b'}' {
@@ -151,6 +155,7 @@ pub fn scan(payload: &[u8]) -> Result<Envelope, ScanError> {
                         let ids = cur.data_object()?;
                         data_guild_id = ids.guild_id;
                         data_id = ids.id;
+                        data_joined_at = ids.joined_at;
                     } else {
                         cur.skip_value(0)?;
                     }
@@ -185,6 +190,7 @@ pub fn scan(payload: &[u8]) -> Result<Envelope, ScanError> {
         data,
         data_guild_id,
         data_id,
+        data_joined_at,
     })
 }
 
@@ -193,6 +199,7 @@ pub fn scan(payload: &[u8]) -> Result<Envelope, ScanError> {
 struct DataIds {
     guild_id: Option<Range<usize>>,
     id: Option<Range<usize>>,
+    joined_at: Option<Range<usize>>,
 }
 
 struct Cursor<'a> {
@@ -325,6 +332,7 @@ impl Cursor<'_> {
             let slot = match &self.buf[key] {
                 b"guild_id" => Some(&mut ids.guild_id),
                 b"id" => Some(&mut ids.id),
+                b"joined_at" => Some(&mut ids.joined_at),
                 _ => None,
             };
             match (slot, self.peek()?) {

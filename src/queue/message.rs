@@ -31,6 +31,8 @@ pub struct Dispatch {
     pub guild_id: Option<Range<usize>>,
     /// When the frame was read off the socket, µs since the Unix epoch.
     pub received_at_us: u64,
+    /// For GUILD_CREATE: `startup` or `join` (header `guild_create`).
+    pub guild_create: Option<&'static str>,
 }
 
 impl Dispatch {
@@ -73,6 +75,9 @@ impl Dispatch {
         );
         if let Some(guild_id) = self.guild_id() {
             headers.insert("guild_id".into(), AMQPValue::LongString(guild_id.into()));
+        }
+        if let Some(kind) = self.guild_create {
+            headers.insert("guild_create".into(), AMQPValue::LongString(kind.into()));
         }
         headers.insert(
             "received_at_us".into(),
@@ -172,6 +177,7 @@ mod tests {
             guild_id,
             body: bytes,
             received_at_us: 1_700_000_000_123_456,
+            guild_create: None,
         }
     }
 

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use super::message::{Dispatch, Routing};
 use super::topology::{self, GATEWAY_EXCHANGE, QueueType};
+use crate::gateway::progress::ShardProgress;
 use crate::metrics::Metrics;
 
 /// Budget unit: one permit per KiB of body (at least one per dispatch).
@@ -80,9 +81,10 @@ pub struct PublishBuffer {
     metrics: Metrics,
 }
 
-/// The buffer was full; here is the dispatch back.
+/// The buffer was full; here is the dispatch back (boxed: this is the
+/// rare path, and it keeps `Result` small on the common one).
 #[derive(Debug)]
-pub struct Full(pub Dispatch);
+pub struct Full(pub Box<Dispatch>);
 
 impl PublishBuffer {
     /// A buffer holding at most `budget_bytes` of dispatches between the
@@ -122,7 +124,7 @@ impl PublishBuffer {
                 self.send(dispatch, permit);
                 Ok(())
             }
-            Err(_) => Err(Full(dispatch)),
+            Err(_) => Err(Full(Box::new(dispatch))),
         }
     }
 
@@ -161,10 +163,15 @@ pub struct PublisherConfig {
     pub max_in_flight: usize,
 }
 
+/// Each shard's confirm watermark, by shard id: the publisher reports
+/// confirms there, which is what lets checkpoints advance.
+pub type ProgressBook = Arc<std::collections::HashMap<u32, Arc<ShardProgress>>>;
+
 /// The task that owns the broker connection.
 #[derive(Debug)]
 pub struct Publisher {
     config: PublisherConfig,
+    progress: ProgressBook,
     rx: mpsc::UnboundedReceiver<Queued>,
     metrics: Metrics,
     backlog: VecDeque<Queued>,
@@ -186,9 +193,11 @@ impl Publisher {
         config: PublisherConfig,
         rx: mpsc::UnboundedReceiver<Queued>,
         metrics: Metrics,
+        progress: ProgressBook,
     ) -> Self {
         Self {
             config,
+            progress,
             rx,
             metrics,
             backlog: VecDeque::new(),
@@ -385,6 +394,10 @@ impl Publisher {
             .confirm_latency
             .observe(latency_us as f64 / 1_000_000.0);
         self.metrics.confirmed.inc();
+        let dispatch = &queued.dispatch;
+        if let Some(progress) = self.progress.get(&dispatch.shard.number) {
+            progress.confirmed(&dispatch.session_id, dispatch.seq);
+        }
     }
 }
 

@@ -10,7 +10,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod harness;
+pub mod private;
 pub mod proxy;
+pub mod rest;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 
@@ -102,16 +105,80 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Redis keys under a prefix that exists for one test; deleted on drop.
+pub struct RedisPrefix {
+    pub prefix: String,
+}
+
+impl RedisPrefix {
+    pub fn new() -> Self {
+        Self {
+            prefix: unique("arrakis-test"),
+        }
+    }
+
+    /// Keys under this prefix right now.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for pattern in [format!("{}:*", self.prefix), format!("{{{}:*", self.prefix)] {
+            let out = Command::new("redis-cli")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    "6379",
+                    "--scan",
+                    "--pattern",
+                    &pattern,
+                ])
+                .output()
+                .expect("redis-cli runs (Redis is installed; .ci/run ensures it)");
+            keys.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        keys
+    }
+
+    /// `HGET key field` through redis-cli.
+    pub fn hget(&self, key: &str, field: &str) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", "6379", "HGET", key, field])
+            .output()
+            .ok()?;
+        let v = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (!v.is_empty()).then_some(v)
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if !keys.is_empty() {
+            let _ = Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", "6379", "DEL"])
+                .args(&keys)
+                .stdout(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// The `arrakis ingest` process under test.
 pub struct Ingestor {
     child: tokio::process::Child,
     pub http: String,
     log: std::path::PathBuf,
+    _own_prefix: Option<RedisPrefix>,
 }
 
 impl Ingestor {
     /// Starts `arrakis ingest` with the contract's variables set for
-    /// `sim` and `vhost`, plus `extra` (which may override them).
+    /// `sim` and `vhost`, plus `extra` (which may override them). Without
+    /// an `ARRAKIS_REDIS_PREFIX` in `extra` it gets a private one.
     pub fn start(api_base: &str, amqp_url: &str, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let http = format!("127.0.0.1:{port}");
@@ -128,11 +195,32 @@ impl Ingestor {
             .stdout(Stdio::null())
             .stderr(log_file)
             .kill_on_drop(true);
+        let own_prefix =
+            (!extra.iter().any(|(k, _)| *k == "ARRAKIS_REDIS_PREFIX")).then(RedisPrefix::new);
+        if let Some(p) = &own_prefix {
+            cmd.env("ARRAKIS_REDIS_PREFIX", &p.prefix);
+        }
         for (k, v) in extra {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn arrakis");
-        Self { child, http, log }
+        Self {
+            child,
+            http,
+            log,
+            _own_prefix: own_prefix,
+        }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// The process's log so far.
@@ -241,39 +329,32 @@ impl Collector {
             .await
             .expect("collector connects");
         for queue in ["arrakis.interactions", "arrakis.events", "arrakis.bulk"] {
-            let channel = connection.create_channel().await.unwrap();
+            // The ingestor declares the queues; until it has, consuming
+            // fails (and closes the channel), so retry on a new channel.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let probe = connection.create_channel().await.unwrap();
-                let passive = QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                };
-                if probe
-                    .queue_declare(queue.into(), passive, FieldTable::default())
+            let mut consumer = loop {
+                let channel = connection.create_channel().await.unwrap();
+                match channel
+                    .basic_consume(
+                        queue.into(),
+                        format!("collector-{queue}").into(),
+                        // Manual acks: a delivery lost with the connection (a
+                        // broker restart) is redelivered, not silently gone.
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
                     .await
-                    .is_ok()
                 {
-                    break;
+                    Ok(consumer) => break consumer,
+                    Err(err) => {
+                        assert!(
+                            tokio::time::Instant::now() < deadline,
+                            "cannot consume {queue}: {err}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "queue {queue} never declared by the ingestor"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let mut consumer = channel
-                .basic_consume(
-                    queue.into(),
-                    format!("collector-{queue}").into(),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..BasicConsumeOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .unwrap();
+            };
             let received = received.clone();
             let queue = queue.to_owned();
             tokio::spawn(async move {
@@ -312,6 +393,9 @@ impl Collector {
                         headers,
                         body: Bytes::from(delivery.data.clone()),
                     });
+                    let _ = delivery
+                        .ack(lapin::options::BasicAckOptions::default())
+                        .await;
                 }
             });
         }

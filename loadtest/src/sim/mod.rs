@@ -15,11 +15,13 @@
 
 mod compress;
 mod control;
+mod discord_rest;
 mod events;
 mod fault;
 mod gateway;
 mod load;
 mod protocol;
+mod ratelimit;
 mod record;
 mod rest;
 mod session;
@@ -35,9 +37,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use compress::ZLIB_SUFFIX;
+pub use discord_rest::{RestSimConfig, SimInteraction};
 pub use events::EventKind;
 pub use fault::{Fault, UnknownFault};
 pub use load::LoadHandle;
+pub use ratelimit::{RestArrival, RestFault, RestStats, WindowKind};
 pub use record::{
     CloseRecord, ConnectionRecord, GatewayPort, HeartbeatRecord, IdentifyRecord, RestRecord,
     ResumeRecord, SentDispatch, ServerCloseRecord, ShardStatus, UNKNOWN_SHARD, Violation,
@@ -100,6 +104,8 @@ pub struct SimConfig {
     pub gateway_listen: SocketAddr,
     /// Where the resume gateway listens (must differ from the main one).
     pub resume_gateway_listen: SocketAddr,
+    /// REST rate limits, latency and the interaction lifecycle.
+    pub rest: RestSimConfig,
 }
 
 impl Default for SimConfig {
@@ -125,6 +131,7 @@ impl Default for SimConfig {
             rest_listen: any,
             gateway_listen: any,
             resume_gateway_listen: any,
+            rest: RestSimConfig::default(),
         }
     }
 }
@@ -146,6 +153,8 @@ pub(crate) struct Inner {
     pub(crate) control_load: tokio::sync::Mutex<Option<LoadHandle>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// REST rate-limit state, counters and interactions.
+    pub(crate) rest: discord_rest::RestSim,
 }
 
 impl Inner {
@@ -173,6 +182,7 @@ impl Inner {
             control_load: tokio::sync::Mutex::new(None),
             shutdown: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
+            rest: discord_rest::RestSim::default(),
             cfg,
         }
     }
@@ -439,6 +449,33 @@ impl Simulator {
         self.inner.set_control_load(events_per_sec).await
     }
 
+    /// What the REST side counted: 429s by scope, the most global
+    /// requests in any 1 s window, bucket overage, invalid requests, ….
+    #[must_use]
+    pub fn rest_stats(&self) -> RestStats {
+        self.inner.rest.stats()
+    }
+
+    /// Every request to the rate-limited REST routes, in arrival order.
+    #[must_use]
+    pub fn rest_arrivals(&self) -> Vec<RestArrival> {
+        self.inner.rest.arrivals()
+    }
+
+    /// Answer the next matching REST request with `fault` (a global or
+    /// shared 429, or a status).
+    pub fn inject_rest(&self, fault: RestFault) {
+        self.inner.rest.inject(fault);
+    }
+
+    /// An interaction as if `INTERACTION_CREATE` went out now: its callback
+    /// is accepted for `RestSimConfig::callback_window`, once, and its token
+    /// on the webhook routes for `RestSimConfig::token_lifetime`.
+    #[must_use]
+    pub fn create_interaction(&self) -> SimInteraction {
+        self.inner.rest.create_interaction(&self.inner.cfg.rest)
+    }
+
     /// Stop every server and connection task and wait (up to 5 s) for them.
     pub async fn shutdown(self) {
         if let Some(load) = self.inner.control_load.lock().await.take() {
@@ -477,6 +514,7 @@ mod tests {
         send_sync::<SimConfig>();
         send_sync::<SentDispatch>();
         send_sync::<Violation>();
+        send_sync::<RestStats>();
     }
 
     #[test]

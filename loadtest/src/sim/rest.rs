@@ -195,6 +195,7 @@ fn router() -> Router {
     let mut r = Router::default();
     r.route(Method::GET, "/api/v10/gateway", gateway);
     r.route(Method::GET, "/api/v10/gateway/bot", gateway_bot);
+    super::discord_rest::routes(&mut r);
     super::control::routes(&mut r);
     r
 }
