@@ -196,7 +196,7 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
         drop: args.drop_events.clone(),
     });
 
-    let mut signal = std::pin::pin!(shutdown_signal());
+    let mut signal = std::pin::pin!(crate::signal::shutdown());
     let client = discovery::https_client();
     let mut attempt: u32 = 0;
     let info = loop {
@@ -401,29 +401,5 @@ async fn load_checkpoints(
         }
         attempt = attempt.saturating_add(1);
         tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt.min(8)))).await;
-    }
-}
-
-/// Resolves on SIGTERM (what ECS sends) or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(err) => {
-                    tracing::warn!(%err, "cannot listen for SIGTERM");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

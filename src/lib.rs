@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod queue;
 pub mod rest;
+pub mod signal;
 
 /// The `User-Agent` Discord requires on REST calls:
 /// `DiscordBot ($url, $versionNumber)`.

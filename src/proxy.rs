@@ -277,7 +277,7 @@ pub async fn run(args: ProxyArgs) -> Result<ExitCode, ProxyRoleError> {
     let mut serving = tokio::spawn(server.serve(listener, stopped));
 
     tokio::select! {
-        () = shutdown_signal() => {}
+        () = crate::signal::shutdown() => {}
         _ = &mut serving => tracing::error!("proxy server stopped unexpectedly"),
     }
     tracing::info!("shutting down: no new connections, draining requests in flight");
@@ -295,29 +295,6 @@ pub async fn run(args: ProxyArgs) -> Result<ExitCode, ProxyRoleError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGTERM (what ECS sends) or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(err) => {
-                    tracing::warn!(%err, "cannot listen for SIGTERM");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arrakis_loadtest::sim::{RestFault, RestSimConfig};
 use hyper::{Method, StatusCode};
 use support::rest::{
-    PrivateRedis, Rig, SHARED_REDIS, assert_answered, max_in_any_second, percentile, scope_429s,
+    Rig, SHARED_REDIS, assert_answered, max_in_any_second, percentile, scope_429s,
 };
 use tokio::time::Instant;
 
@@ -373,7 +373,7 @@ async fn a_replica_killed_holding_a_permit_does_not_stick_the_bucket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_falls_back_to_local_limits_and_recovers() {
-    let mut redis = PrivateRedis::start();
+    let mut redis = support::private::RedisServer::start().await;
     let rig = Arc::new(Rig::start(RestSimConfig::default(), 2, &redis.url(), &[]).await);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let answers = Arc::new(Mutex::new(Vec::new()));
@@ -394,13 +394,13 @@ async fn redis_outage_falls_back_to_local_limits_and_recovers() {
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let cut = Instant::now();
-    redis.kill();
+    redis.stop();
     for p in &rig.proxies {
         p.wait_ready(503, Duration::from_secs(5)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let back = Instant::now();
-    redis.restart();
+    redis.restart().await;
     for p in &rig.proxies {
         p.wait_ready(200, Duration::from_secs(15)).await;
     }

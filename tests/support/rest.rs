@@ -4,9 +4,10 @@
 //!
 //! Tests share the machine's Redis on 127.0.0.1:6379 under a unique key
 //! prefix each ([`RedisPrefix`] deletes its keys on drop). Outage tests
-//! never stop that Redis: they start their own with [`PrivateRedis`].
+//! never stop that Redis: they start their own with
+//! [`super::private::RedisServer`].
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,79 +65,6 @@ impl Drop for RedisPrefix {
         {
             let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
         }
-    }
-}
-
-/// A `redis-server` of this test's own, on a free port, without
-/// persistence; killed on drop.
-pub struct PrivateRedis {
-    pub port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateRedis {
-    pub fn start() -> Self {
-        let mut redis = Self {
-            port: free_port(),
-            child: None,
-        };
-        redis.restart();
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts the server (again) on the same port and waits until it
-    /// answers (bounded).
-    pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (installed by scripts/services.sh)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let up = redis::Client::open(self.url().as_str())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok();
-            if up {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "private redis-server did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kills the server (SIGKILL: an outage, not a shutdown).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
