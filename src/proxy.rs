@@ -295,7 +295,6 @@ pub async fn run(args: ProxyArgs) -> Result<ExitCode, ProxyRoleError> {
     Ok(ExitCode::SUCCESS)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

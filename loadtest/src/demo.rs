@@ -26,15 +26,18 @@ use arrakis_loadtest::sim::{LoadHandle, SimConfig, Simulator};
 
 const QUEUES: [&str; 3] = ["arrakis.interactions", "arrakis.events", "arrakis.bulk"];
 const VHOST: &str = "arrakis-demo";
-/// Redis key prefix of the demo's ingestor; its checkpoints point at this
-/// run's simulator, so they are cleared before each run.
+/// Redis key prefix of the demo's ingestor. Its keys describe an earlier
+/// run's simulator (checkpoints, the shared session-start count), so they
+/// are cleared before each run.
 const REDIS_PREFIX: &str = "arrakis-demo";
 
 /// Options of `loadtest demo`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Events per second the simulator emits, across all shards.
-    #[arg(long, default_value_t = 10_000)]
+    /// Events per second the simulator emits, across all shards. The
+    /// default is what a 2-core machine sustains with the broker, the
+    /// simulator and the consumers all on it (docs/PERFORMANCE.md).
+    #[arg(long, default_value_t = 5_000)]
     rate: u32,
     /// Shards (all run by one ingestor process).
     #[arg(long, default_value_t = 4)]
@@ -83,7 +86,7 @@ struct Consumed {
 /// Runs the demo.
 pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     ensure_vhost();
-    clear_checkpoints();
+    clear_redis_keys();
     let amqp_url = format!("amqp://guest:guest@{}/{VHOST}", args.rabbitmq);
     let sim = Simulator::start(SimConfig {
         shards: args.shards,
@@ -373,24 +376,23 @@ fn ensure_vhost() {
         .status();
 }
 
-/// Deletes the demo's checkpoints from an earlier run (redis-cli is there
+/// Deletes the demo's Redis keys from an earlier run (redis-cli is there
 /// wherever `scripts/services.sh` set Redis up).
-fn clear_checkpoints() {
-    let Ok(out) = std::process::Command::new("redis-cli")
-        .args([
-            "--scan",
-            "--pattern",
-            &format!("{REDIS_PREFIX}:gateway:checkpoint:*"),
-        ])
-        .output()
-    else {
-        return;
-    };
-    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
+fn clear_redis_keys() {
+    let mut keys = Vec::new();
+    for pattern in [format!("{REDIS_PREFIX}:*"), format!("{{{REDIS_PREFIX}:*")] {
+        if let Ok(out) = std::process::Command::new("redis-cli")
+            .args(["--scan", "--pattern", &pattern])
+            .output()
+        {
+            keys.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
     if !keys.is_empty() {
         let _ = std::process::Command::new("redis-cli")
             .arg("DEL")

@@ -153,7 +153,10 @@ impl ShardTask {
                 Target::Gateway => with_query(&self.gateway_url),
                 Target::Resume(resume) => with_query(resume),
             };
-            let socket = match connect(&url).await {
+            // Boxed: the handshake's state machine is ~10 KiB and only
+            // needed while connecting; inline it would stay in every
+            // shard's task for good.
+            let socket = match Box::pin(connect(&url)).await {
                 Ok(socket) => socket,
                 Err(err) => {
                     delay = self.core.on_connect_failed();
