@@ -16,9 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrakis_loadtest::sim::{RestFault, RestSimConfig};
 use hyper::{Method, StatusCode};
-use support::rest::{
-    Rig, SHARED_REDIS, assert_answered, max_in_any_second, percentile, scope_429s,
-};
+use support::SHARED_REDIS;
+use support::rest::{Rig, assert_answered, max_in_any_second, percentile, scope_429s};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

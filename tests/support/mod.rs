@@ -105,64 +105,70 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The machine's shared Redis.
+pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379/";
+
 /// Redis keys under a prefix that exists for one test; deleted on drop.
+/// Covers both key shapes the roles use: `prefix:…` and `{prefix:…}…`.
 pub struct RedisPrefix {
     pub prefix: String,
+    url: String,
 }
 
 impl RedisPrefix {
+    /// A fresh prefix on the shared Redis.
     pub fn new() -> Self {
+        Self::on(SHARED_REDIS)
+    }
+
+    /// A fresh prefix on the Redis at `url`.
+    pub fn on(url: &str) -> Self {
         Self {
             prefix: unique("arrakis-test"),
+            url: url.to_owned(),
         }
+    }
+
+    fn connection(&self) -> Option<redis::Connection> {
+        redis::Client::open(self.url.as_str())
+            .ok()?
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .ok()
     }
 
     /// Keys under this prefix right now.
     pub fn keys(&self) -> Vec<String> {
+        let Some(mut conn) = self.connection() else {
+            return Vec::new();
+        };
         let mut keys = Vec::new();
         for pattern in [format!("{}:*", self.prefix), format!("{{{}:*", self.prefix)] {
-            let out = Command::new("redis-cli")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    "6379",
-                    "--scan",
-                    "--pattern",
-                    &pattern,
-                ])
-                .output()
-                .expect("redis-cli runs (Redis is installed; .ci/run ensures it)");
-            keys.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned),
-            );
+            let found: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            keys.extend(found);
         }
         keys
     }
 
-    /// `HGET key field` through redis-cli.
+    /// `HGET key field`.
     pub fn hget(&self, key: &str, field: &str) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", "6379", "HGET", key, field])
-            .output()
-            .ok()?;
-        let v = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        (!v.is_empty()).then_some(v)
+        redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
+            .query(&mut self.connection()?)
+            .ok()?
     }
 }
 
 impl Drop for RedisPrefix {
     fn drop(&mut self) {
         let keys = self.keys();
-        if !keys.is_empty() {
-            let _ = Command::new("redis-cli")
-                .args(["-h", "127.0.0.1", "-p", "6379", "DEL"])
-                .args(&keys)
-                .stdout(Stdio::null())
-                .status();
+        if !keys.is_empty()
+            && let Some(mut conn) = self.connection()
+        {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
         }
     }
 }
@@ -267,6 +273,14 @@ impl Ingestor {
 impl Drop for Ingestor {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        // Wait (bounded) until it is gone, so it cannot write Redis keys
+        // after the test's prefix has been cleaned up.
+        for _ in 0..100 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if std::thread::panicking() {
             eprintln!("---- arrakis ingest log ----\n{}", self.log());
         }

@@ -3,7 +3,7 @@
 //! Redis, and a small HTTP client.
 //!
 //! Tests share the machine's Redis on 127.0.0.1:6379 under a unique key
-//! prefix each ([`RedisPrefix`] deletes its keys on drop). Outage tests
+//! prefix each ([`super::RedisPrefix`] deletes its keys on drop). Outage tests
 //! never stop that Redis: they start their own with
 //! [`super::private::RedisServer`].
 
@@ -20,53 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use arrakis_loadtest::sim::{RestSimConfig, SimConfig, Simulator};
 use tokio::time::Instant;
 
-use super::{free_port, unique};
-
-/// The shared Redis of the machine.
-pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379/";
-
-/// A key prefix of one test; its keys are deleted on drop.
-pub struct RedisPrefix {
-    pub name: String,
-    url: String,
-}
-
-impl RedisPrefix {
-    pub fn new(url: &str) -> Self {
-        Self {
-            name: unique("arrakis-test"),
-            url: url.to_owned(),
-        }
-    }
-
-    /// Keys currently under the prefix.
-    pub fn keys(&self) -> Vec<String> {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return Vec::new();
-        };
-        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
-            return Vec::new();
-        };
-        redis::cmd("KEYS")
-            .arg(format!("{{{}:*", self.name))
-            .query(&mut conn)
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for RedisPrefix {
-    fn drop(&mut self) {
-        let keys = self.keys();
-        if keys.is_empty() {
-            return;
-        }
-        if let Ok(client) = redis::Client::open(self.url.as_str())
-            && let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2))
-        {
-            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
-    }
-}
+use super::{RedisPrefix, free_port, unique};
 
 /// One `arrakis proxy` process.
 pub struct ProxyProcess {
@@ -330,10 +284,10 @@ impl Rig {
         })
         .await
         .expect("simulator starts");
-        let prefix = RedisPrefix::new(redis);
+        let prefix = RedisPrefix::on(redis);
         let mut proxies = Vec::new();
         for _ in 0..replicas {
-            proxies.push(ProxyProcess::start(&sim.api_base(), redis, &prefix.name, extra).await);
+            proxies.push(ProxyProcess::start(&sim.api_base(), redis, &prefix.prefix, extra).await);
         }
         for p in &proxies {
             p.wait_ready(200, Duration::from_secs(10)).await;
