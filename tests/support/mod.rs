@@ -328,6 +328,46 @@ impl Received {
     }
 }
 
+/// Waits (bounded) until the ingestor has declared the work queues. Each
+/// probe uses a connection of its own: a refused passive declare closes
+/// the channel, and lapin may take the connection down with it.
+async fn wait_for_queues(amqp_url: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = false;
+        if let Ok(conn) = Connection::connect(amqp_url, ConnectionProperties::default()).await {
+            all = true;
+            for queue in ["arrakis.interactions", "arrakis.events", "arrakis.bulk"] {
+                let passive = lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..lapin::options::QueueDeclareOptions::default()
+                };
+                let declared = match conn.create_channel().await {
+                    Ok(ch) => ch
+                        .queue_declare(queue.into(), passive, FieldTable::default())
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                };
+                if !declared {
+                    all = false;
+                    break;
+                }
+            }
+            let _ = conn.close(200, "probe done".into()).await;
+        }
+        if all {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ingestor never declared the work queues at {}",
+            arrakis::config::redact_url(amqp_url)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Consumes the three work queues of a vhost into memory.
 pub struct Collector {
     received: Arc<Mutex<Vec<Received>>>,
@@ -339,36 +379,26 @@ impl Collector {
     /// ingestor has created them (retrying until then).
     pub async fn start(amqp_url: &str) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
+        wait_for_queues(amqp_url).await;
         let connection = Connection::connect(amqp_url, ConnectionProperties::default())
             .await
             .expect("collector connects");
         for queue in ["arrakis.interactions", "arrakis.events", "arrakis.bulk"] {
-            // The ingestor declares the queues; until it has, consuming
-            // fails (and closes the channel), so retry on a new channel.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            let mut consumer = loop {
-                let channel = connection.create_channel().await.unwrap();
-                match channel
-                    .basic_consume(
-                        queue.into(),
-                        format!("collector-{queue}").into(),
-                        // Manual acks: a delivery lost with the connection (a
-                        // broker restart) is redelivered, not silently gone.
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                {
-                    Ok(consumer) => break consumer,
-                    Err(err) => {
-                        assert!(
-                            tokio::time::Instant::now() < deadline,
-                            "cannot consume {queue}: {err}"
-                        );
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            };
+            let channel = connection
+                .create_channel()
+                .await
+                .expect("collector channel");
+            let mut consumer = channel
+                .basic_consume(
+                    queue.into(),
+                    format!("collector-{queue}").into(),
+                    // Manual acks: a delivery lost with the connection (a
+                    // broker restart) is redelivered, not silently gone.
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("consume {queue}: {e}"));
             let received = received.clone();
             let queue = queue.to_owned();
             tokio::spawn(async move {
