@@ -30,7 +30,7 @@ use crate::gateway::identify::IdentifyQueue;
 use crate::gateway::progress::{Checkpoint, ShardProgress};
 use crate::gateway::shard::{IdentifyProps, ShardCore, ShardId};
 use crate::health;
-use crate::metrics::IngestMetrics;
+use crate::metrics::{EventCounters, IngestMetrics};
 use crate::queue::message::Routing;
 use crate::queue::publisher::{ProgressBook, PublishBuffer, Publisher, PublisherConfig};
 use crate::queue::topology::QueueType;
@@ -304,6 +304,7 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
             progress: progress[&id.number].clone(),
             restore: restored[i].take(),
             guilds: GuildCreates::default(),
+            event_counters: EventCounters::default(),
         };
         shards.spawn(task.run());
     }

@@ -5,7 +5,7 @@
 //! (states, reasons) or from event names, which are capped so a misbehaving
 //! gateway cannot blow up the series count.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +18,32 @@ use prometheus_client::registry::Registry;
 
 /// Distinct event names tracked before the rest are counted as `OTHER`.
 const MAX_EVENT_LABELS: usize = 256;
+
+/// One shard's handles on the per-event counters. Counting through it
+/// costs a map lookup and an atomic add; the shared label set (a lock and
+/// an allocation) is consulted once per new event name, not per event.
+/// An idle shard's cache is empty and allocates nothing.
+#[derive(Debug, Default)]
+pub struct EventCounters {
+    by_name: HashMap<Box<str>, Counter>,
+}
+
+impl EventCounters {
+    /// Counts one dispatch named `name`.
+    pub fn count(&mut self, metrics: &IngestMetrics, name: &str) {
+        if let Some(counter) = self.by_name.get(name) {
+            counter.inc();
+            return;
+        }
+        let counter = metrics.event_counter(name);
+        counter.inc();
+        // Names past the cap still count (as OTHER), just uncached, so a
+        // gateway inventing names cannot grow this map without bound.
+        if self.by_name.len() < MAX_EVENT_LABELS {
+            self.by_name.insert(name.into(), counter);
+        }
+    }
+}
 
 /// Label: a gateway event name.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -206,8 +232,11 @@ impl IngestMetrics {
         Self { registry, ..m }
     }
 
-    /// Counts one dispatch.
-    pub fn on_event(&self, name: &str) {
+    /// The counter of dispatches named `name` (or `OTHER` once the label
+    /// set is full): a handle on the shared series. Takes the label-set
+    /// lock, so a shard's read loop counts through [`EventCounters`].
+    #[must_use]
+    pub fn event_counter(&self, name: &str) -> Counter {
         let label = {
             let mut names = self
                 .event_names
@@ -226,7 +255,7 @@ impl IngestMetrics {
             .get_or_create(&EventLabel {
                 event: label.to_owned(),
             })
-            .inc();
+            .clone()
     }
 
     /// Counts one reconnect.
@@ -359,16 +388,47 @@ mod tests {
         assert!(m.not_ready_reason().unwrap().contains("RabbitMQ"));
     }
 
+    fn assert_events(text: &str, event: &str, n: u64) {
+        let series = format!("arrakis_gateway_events_total{{event=\"{event}\"}} {n}\n");
+        assert!(text.contains(&series), "no `{series}` in:\n{text}");
+    }
+
+    #[test]
+    fn shard_event_counters_add_to_the_shared_series() {
+        let m = IngestMetrics::new();
+        let mut a = EventCounters::default();
+        let mut b = EventCounters::default();
+        for _ in 0..3 {
+            a.count(&m, "MESSAGE_CREATE");
+        }
+        b.count(&m, "MESSAGE_CREATE");
+        b.count(&m, "GUILD_CREATE");
+        let text = m.encode();
+        assert_events(&text, "MESSAGE_CREATE", 4);
+        assert_events(&text, "GUILD_CREATE", 1);
+    }
+
+    #[test]
+    fn shard_event_counters_respect_the_label_cap() {
+        let m = IngestMetrics::new();
+        let mut counters = EventCounters::default();
+        for i in 0..MAX_EVENT_LABELS + 10 {
+            counters.count(&m, &format!("EVENT_{i}"));
+        }
+        counters.count(&m, "EVENT_0");
+        assert!(counters.by_name.len() <= MAX_EVENT_LABELS);
+        let text = m.encode();
+        assert_events(&text, "OTHER", 10);
+        assert_events(&text, "EVENT_0", 2);
+    }
+
     #[test]
     fn event_labels_are_capped() {
         let m = IngestMetrics::new();
         for i in 0..MAX_EVENT_LABELS + 10 {
-            m.on_event(&format!("EVENT_{i}"));
+            m.event_counter(&format!("EVENT_{i}")).inc();
         }
         let text = m.encode();
-        assert!(
-            text.contains(r#"arrakis_gateway_events_total{event="OTHER"} 10"#),
-            "{text}"
-        );
+        assert_events(&text, "OTHER", 10);
     }
 }

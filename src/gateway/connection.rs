@@ -31,7 +31,7 @@ use super::inflate::Inflater;
 use super::progress::{Checkpoint, ShardProgress};
 use super::scan;
 use super::shard::{Became, Reconnect, Session, ShardCore, Step, Target};
-use crate::metrics::{Metrics, ShardState};
+use crate::metrics::{EventCounters, Metrics, ShardState};
 use crate::queue::message::{Dispatch, Routing};
 use crate::queue::publisher::{Full, PublishBuffer};
 
@@ -72,6 +72,8 @@ pub struct ShardTask {
     pub restore: Option<Checkpoint>,
     /// Startup-versus-join tracking for GUILD_CREATE.
     pub guilds: GuildCreates,
+    /// This shard's handles on the per-event counters.
+    pub event_counters: EventCounters,
 }
 
 /// Why a shard task ended.
@@ -341,7 +343,7 @@ impl ShardTask {
         // The core validated the name, so the range is there and UTF-8.
         let event = envelope.event_name.clone().unwrap_or(0..0);
         let name = std::str::from_utf8(&payload[event.clone()]).unwrap_or("UNKNOWN");
-        self.metrics.on_event(name);
+        self.event_counters.count(&self.metrics, name);
         let Some(session) = self.core.session().cloned() else {
             // Only an invalidated session can be missing here, and Discord
             // sends no dispatch after that; publish rather than drop.

@@ -38,8 +38,11 @@ const UNIT: usize = 1024;
 /// How long the publisher holds back retries after a nack or a return, so
 /// a broker refusing messages is not hammered.
 const RETRY_HOLD: Duration = Duration::from_millis(500);
-/// Longest reconnect back-off.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Longest reconnect back-off. Kept short: while the broker is away the
+/// buffer fills and shards stop reading, so every second spent waiting
+/// after the broker is back is a second more of gateway backlog, and a
+/// refused TCP connect costs the broker next to nothing.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A dispatch in the buffer, holding its share of the budget.
 #[derive(Debug)]
@@ -412,4 +415,25 @@ fn backoff(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(6);
     let cap = Duration::from_millis(250 * (1u64 << exp)).min(MAX_BACKOFF);
     cap.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_backoff_grows_then_stays_under_the_cap() {
+        for failures in 1..40 {
+            let cap = Duration::from_millis(250 * (1u64 << (failures - 1).min(6))).min(MAX_BACKOFF);
+            for _ in 0..50 {
+                let delay = backoff(failures);
+                assert!(delay <= cap, "{failures} failures: {delay:?} > {cap:?}");
+                assert!(
+                    delay >= cap / 2,
+                    "{failures} failures: {delay:?} < half of {cap:?}"
+                );
+            }
+        }
+        assert!(backoff(100) <= MAX_BACKOFF);
+    }
 }

@@ -4,9 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use arrakis_loadtest::sim::{EventKind, SimConfig, Simulator};
+use arrakis_loadtest::sim::{EventKind, SentDispatch, SimConfig, Simulator};
 
-use super::{Collector, Ingestor, Received, RedisPrefix, Vhost, wait_until};
+use super::{Collector, Ingestor, Received, RedisPrefix, Vhost, wait_draining, wait_until};
 
 /// Bound on waiting for delivery.
 pub const DELIVERY: Duration = Duration::from_secs(30);
@@ -112,11 +112,9 @@ impl Harness {
     pub async fn assert_all_delivered(&self) {
         let expected = self.sim.sent();
         assert!(!expected.is_empty());
-        wait_until("every dispatch in RabbitMQ", DELIVERY, || {
-            let got = self.collector.message_ids();
-            expected
-                .iter()
-                .all(|d| got.contains(&format!("{}:{}", d.session_id, d.seq)))
+        let ids = message_ids(&expected);
+        wait_draining("every dispatch in RabbitMQ", DELIVERY, DELIVERY * 4, || {
+            self.collector.missing(&ids).len()
         })
         .await;
         let received: HashMap<String, Received> = self
@@ -166,7 +164,7 @@ impl Harness {
 
     /// Messages received more than once (same message_id).
     pub fn duplicates(&self) -> usize {
-        self.collector.len() - self.collector.message_ids().len()
+        self.collector.len() - self.collector.distinct()
     }
 
     pub fn assert_no_violations(&self) {
@@ -188,6 +186,13 @@ impl Harness {
             .filter(|r| r.accepted && r.on_resume_url)
             .count()
     }
+}
+
+/// The contract's `message_id` (`{session_id}:{seq}`) of each dispatch.
+pub fn message_ids(sent: &[SentDispatch]) -> Vec<String> {
+    sent.iter()
+        .map(|d| format!("{}:{}", d.session_id, d.seq))
+        .collect()
 }
 
 fn spawn(api_base: &str, amqp: &str, env: &[(String, String)]) -> Ingestor {

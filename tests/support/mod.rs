@@ -39,6 +39,40 @@ pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> b
     }
 }
 
+/// Waits until `remaining()` reaches zero. A large backlog may take long
+/// to drain on a loaded machine, so this fails only when `remaining()` has
+/// not gone down for `stall`, or after `limit` in all.
+pub async fn wait_draining(
+    what: &str,
+    stall: Duration,
+    limit: Duration,
+    mut remaining: impl FnMut() -> usize,
+) {
+    let started = tokio::time::Instant::now();
+    let mut best = usize::MAX;
+    let mut last_progress = started;
+    loop {
+        let now_remaining = remaining();
+        if now_remaining == 0 {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if now_remaining < best {
+            best = now_remaining;
+            last_progress = now;
+        }
+        assert!(
+            now.duration_since(last_progress) < stall,
+            "{what}: {now_remaining} still missing and none arrived for {stall:?}"
+        );
+        assert!(
+            now.duration_since(started) < limit,
+            "{what}: {now_remaining} still missing after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// A unique name for this test process and call.
@@ -368,9 +402,18 @@ async fn wait_for_queues(amqp_url: &str) {
     }
 }
 
+/// What a [`Collector`] has taken off the queues so far.
+#[derive(Default)]
+struct Collected {
+    received: Vec<Received>,
+    /// Distinct `message_id`s, kept as messages arrive so that waiting
+    /// on a large run never re-scans (or clones) everything received.
+    ids: std::collections::HashSet<String>,
+}
+
 /// Consumes the three work queues of a vhost into memory.
 pub struct Collector {
-    received: Arc<Mutex<Vec<Received>>>,
+    collected: Arc<Mutex<Collected>>,
     _connection: Connection,
 }
 
@@ -378,7 +421,7 @@ impl Collector {
     /// Connects and consumes; declares the queues passively once the
     /// ingestor has created them (retrying until then).
     pub async fn start(amqp_url: &str) -> Self {
-        let received = Arc::new(Mutex::new(Vec::new()));
+        let collected = Arc::new(Mutex::new(Collected::default()));
         wait_for_queues(amqp_url).await;
         let connection = Connection::connect(amqp_url, ConnectionProperties::default())
             .await
@@ -399,7 +442,7 @@ impl Collector {
                 )
                 .await
                 .unwrap_or_else(|e| panic!("consume {queue}: {e}"));
-            let received = received.clone();
+            let collected = collected.clone();
             let queue = queue.to_owned();
             tokio::spawn(async move {
                 while let Some(Ok(delivery)) = consumer.next().await {
@@ -414,7 +457,7 @@ impl Collector {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    received.lock().unwrap().push(Received {
+                    let received = Received {
                         queue: queue.clone(),
                         routing_key: delivery.routing_key.to_string(),
                         message_id: props
@@ -436,7 +479,12 @@ impl Collector {
                         timestamp: *props.timestamp(),
                         headers,
                         body: Bytes::from(delivery.data.clone()),
-                    });
+                    };
+                    {
+                        let mut collected = collected.lock().unwrap();
+                        collected.ids.insert(received.message_id.clone());
+                        collected.received.push(received);
+                    }
                     let _ = delivery
                         .ack(lapin::options::BasicAckOptions::default())
                         .await;
@@ -444,26 +492,30 @@ impl Collector {
             });
         }
         Self {
-            received,
+            collected,
             _connection: connection,
         }
     }
 
     pub fn all(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        self.collected.lock().unwrap().received.clone()
     }
 
+    /// Messages received, duplicates included.
     pub fn len(&self) -> usize {
-        self.received.lock().unwrap().len()
+        self.collected.lock().unwrap().received.len()
     }
 
     /// Distinct `message_id`s received.
-    pub fn message_ids(&self) -> std::collections::HashSet<String> {
-        self.received
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.message_id.clone())
+    pub fn distinct(&self) -> usize {
+        self.collected.lock().unwrap().ids.len()
+    }
+
+    /// Which of `ids` this collector has not received.
+    pub fn missing<'a>(&self, ids: &'a [String]) -> Vec<&'a String> {
+        let collected = self.collected.lock().unwrap();
+        ids.iter()
+            .filter(|id| !collected.ids.contains(*id))
             .collect()
     }
 }
