@@ -116,12 +116,16 @@ fn now_us() -> u64 {
 
 impl ShardTask {
     /// Runs the shard until a fatal close or shutdown.
-    pub async fn run(self) -> ShardExit {
+    ///
+    /// Not an `async fn`, and the inner steps borrow: every shard's task
+    /// holds this future for good, and an `async fn` keeps a second copy of
+    /// each argument it was given (the task, the socket) in its state.
+    pub fn run(mut self) -> impl Future<Output = ShardExit> + Send {
         let span = tracing::info_span!("shard", id = self.core.id().number);
-        self.run_inner().instrument(span).await
+        async move { self.run_inner().await }.instrument(span)
     }
 
-    async fn run_inner(mut self) -> ShardExit {
+    async fn run_inner(&mut self) -> ShardExit {
         self.metrics.shard_started();
         if let Some(checkpoint) = self.restore.take() {
             tracing::info!(
@@ -158,7 +162,7 @@ impl ShardTask {
             // Boxed: the handshake's state machine is ~10 KiB and only
             // needed while connecting; inline it would stay in every
             // shard's task for good.
-            let socket = match Box::pin(connect(&url)).await {
+            let mut socket = match Box::pin(connect(&url)).await {
                 Ok(socket) => socket,
                 Err(err) => {
                     delay = self.core.on_connect_failed();
@@ -177,7 +181,8 @@ impl ShardTask {
             state = ShardState::Handshaking;
             inflater.reset();
             self.core.on_connected(Instant::now());
-            let end = self.drive(socket, &mut inflater, &mut state).await;
+            let end = self.drive(&mut socket, &mut inflater, &mut state).await;
+            drop(socket);
             if state == ShardState::Ready || state == ShardState::Handshaking {
                 self.metrics.shard_transition(state, ShardState::Connecting);
                 state = ShardState::Connecting;
@@ -202,7 +207,7 @@ impl ShardTask {
     /// Drives one connection until it ends.
     async fn drive(
         &mut self,
-        mut socket: Socket,
+        socket: &mut Socket,
         inflater: &mut Inflater,
         state: &mut ShardState,
     ) -> ConnectionEnd {
@@ -214,7 +219,7 @@ impl ShardTask {
             let (step, dispatch) = tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => {
-                    close(&mut socket, super::shard::RESUMABLE_CLOSE).await;
+                    close(socket, super::shard::RESUMABLE_CLOSE).await;
                     return ConnectionEnd::Shutdown;
                 }
                 () = sleep_until(deadline) => (self.core.on_timer(Instant::now()), None),
@@ -295,11 +300,11 @@ impl ShardTask {
                     }
                 }
                 Step::Reconnect(r) => {
-                    close(&mut socket, r.close_code).await;
+                    close(socket, r.close_code).await;
                     return ConnectionEnd::Reconnect(r);
                 }
                 Step::Fatal(fatal) => {
-                    close(&mut socket, 1000).await;
+                    close(socket, 1000).await;
                     return ConnectionEnd::Fatal(fatal);
                 }
             }
