@@ -11,6 +11,10 @@
 //!   global-counted local grants stop, the local log drains (one window),
 //!   what local responses taught is replayed into Redis, and the
 //!   heartbeat resumes — which ends the others' reserve for this replica.
+//!   That first heartbeat also puts back, as stale, the peers this replica
+//!   saw before if Redis lost them (a restart without persistence): they
+//!   may still be on their local shares, and only a stale entry reserves
+//!   those.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -113,7 +117,7 @@ impl Limiter {
                 self.try_recover().await;
                 tokio::time::sleep(Duration::from_millis(250)).await;
             } else {
-                if let Err(e) = self.beat().await {
+                if let Err(e) = self.beat(false).await {
                     self.enter_degraded(&e);
                 }
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
@@ -134,19 +138,27 @@ impl Limiter {
         }
     }
 
-    /// Refreshes this replica's heartbeat; learns how many replicas exist.
-    pub(super) async fn beat(&self) -> Result<(), String> {
+    /// Refreshes this replica's heartbeat; learns which replicas exist.
+    /// With `restore_peers`, the peers seen before are put back as stale
+    /// if Redis has lost them (see `lua/heartbeat.lua`).
+    pub(super) async fn beat(&self, restore_peers: bool) -> Result<(), String> {
         let mut conn = self.conn.clone();
         let mut call = self.heartbeat.prepare_invoke();
         call.key(self.keys.replicas()).arg(&self.replica);
+        if restore_peers {
+            for peer in lock(&self.peers).iter() {
+                call.arg(peer);
+            }
+        }
         let reply = tokio::time::timeout(
             self.cfg.redis_timeout,
-            call.invoke_async::<(u32, u32)>(&mut conn),
+            call.invoke_async::<(u32, u32, Vec<String>)>(&mut conn),
         )
         .await;
         match reply {
-            Ok(Ok((total, _live))) => {
+            Ok(Ok((total, _live, ids))) => {
                 self.replicas.store(total.max(1), Ordering::Relaxed);
+                *lock(&self.peers) = ids.into_iter().filter(|id| *id != self.replica).collect();
                 *lock(&self.last_heartbeat) = Instant::now();
                 Ok(())
             }
@@ -192,7 +204,9 @@ impl Limiter {
                 return;
             }
         }
-        if self.beat().await.is_err() {
+        // Peers may still be on their local shares; if Redis lost their
+        // heartbeats (restarted empty), put them back so they stay reserved.
+        if self.beat(true).await.is_err() {
             return;
         }
         self.degraded.store(false, Ordering::Relaxed);

@@ -258,6 +258,8 @@ pub struct Limiter {
     routes: Mutex<HashMap<String, CachedRoute>>,
     degraded: AtomicBool,
     replicas: AtomicU32,
+    /// The other replicas' ids at the last heartbeat.
+    peers: Mutex<Vec<String>>,
     last_heartbeat: Mutex<Instant>,
     local: Mutex<LocalLimiter>,
     recent_local: Mutex<HashMap<(String, String), LocalLesson>>,
@@ -342,6 +344,7 @@ impl Limiter {
             // limits and nobody reserves its share: stay closed meanwhile.
             degraded: AtomicBool::new(true),
             replicas: AtomicU32::new(1),
+            peers: Mutex::new(Vec::new()),
             last_heartbeat: Mutex::new(now),
             local: Mutex::new(LocalLimiter::new(share, 1, cfg.margin, now + STALE_AFTER)),
             recent_local: Mutex::new(HashMap::new()),

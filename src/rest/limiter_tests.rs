@@ -416,22 +416,59 @@ async fn a_cycling_hash_gets_a_conservative_route_bucket() {
 }
 
 #[tokio::test]
-async fn a_stale_replica_keeps_its_share_reserved() {
-    let f = Fixture::new(10).await;
-    // A replica that heartbeated 5 s ago (by Redis time) and went quiet.
+async fn a_hash_change_carries_the_old_hashs_permits_over() {
+    // api-docs #1295: a delete route whose X-RateLimit-Bucket alternates
+    // is still one Discord bucket. Permits granted under the first hash,
+    // answered or still in flight, count in the second hash's window.
+    let f = Fixture::new(50).await;
+    let l = &f.limiter;
+    let r = route("DELETE", "/channels/5/messages/1");
+    let probe = l.acquire(&r, Class::Normal, 1, soon(3_000)).await.unwrap();
+    l.release(&r, &probe, &ok("h1", 4, 3, "2")).await;
+    let answered = l.acquire(&r, Class::Normal, 2, soon(3_000)).await.unwrap();
+    let _in_flight = l.acquire(&r, Class::Normal, 3, soon(3_000)).await.unwrap();
+    assert_eq!(answered.bucket, BucketId::Hash("h1".into()));
+    // Discord has seen the probe and `answered`, not yet `_in_flight`.
+    l.release(&r, &answered, &ok("h2", 4, 2, "2")).await;
+    let mut granted = 0;
+    for ticket in 10..16 {
+        if l.acquire(&r, Class::Normal, ticket, soon(100))
+            .await
+            .is_ok()
+        {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 1, "4 per window: 3 already sent under h1");
+    f.cleanup().await;
+}
+
+/// Writes a replica heartbeat `age_ms` old by Redis time, or clears them
+/// all (as a Redis restart without persistence would) when `id` is None.
+async fn set_replica(f: &Fixture, id: Option<&str>, age_ms: u64) {
     let client = redis::Client::open(REDIS).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = f.limiter.keys().replicas();
+    let Some(id) = id else {
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        return;
+    };
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
-    let ms = secs * 1000 + micros / 1000;
     let _: () = redis::cmd("ZADD")
-        .arg(f.limiter.keys().replicas())
-        .arg(ms - 5_000)
-        .arg("gone")
+        .arg(key)
+        .arg(secs * 1000 + micros / 1000 - age_ms)
+        .arg(id)
         .query_async(&mut conn)
         .await
         .unwrap();
-    f.limiter.beat().await.unwrap();
-    // Two replicas known, one stale: its share, ⌊10 × 0.5 ÷ 2⌋ = 2, is kept.
+}
+
+/// Global-counted permits granted at once, out of 12 tries.
+async fn global_grants(f: &Fixture) -> usize {
     let mut granted = 0;
     for i in 0..12u64 {
         let r = route("GET", &format!("/channels/{i}"));
@@ -443,7 +480,38 @@ async fn a_stale_replica_keeps_its_share_reserved() {
             granted += 1;
         }
     }
-    assert_eq!(granted, 8);
+    granted
+}
+
+#[tokio::test]
+async fn a_stale_replica_keeps_its_share_reserved() {
+    let f = Fixture::new(10).await;
+    // A replica that heartbeated 5 s ago (by Redis time) and went quiet.
+    set_replica(&f, Some("gone"), 5_000).await;
+    f.limiter.beat(false).await.unwrap();
+    // Two replicas known, one stale: its share, ⌊10 × 0.5 ÷ 2⌋ = 2, is kept.
+    assert_eq!(global_grants(&f).await, 8);
+    f.cleanup().await;
+}
+
+#[tokio::test]
+async fn peers_lost_by_a_redis_restart_are_restored_as_stale() {
+    let f = Fixture::new(10).await;
+    // A peer that heartbeated just now: this replica learns of it.
+    set_replica(&f, Some("peer"), 0).await;
+    f.limiter.beat(false).await.unwrap();
+    assert_eq!(f.limiter.replicas.load(Ordering::Relaxed), 2);
+    // Redis restarts empty while the peer may be on its local share; this
+    // replica's first heartbeat back puts the peer back, stale: its share,
+    // ⌊10 × 0.5 ÷ 2⌋ = 2, stays reserved.
+    set_replica(&f, None, 0).await;
+    f.limiter.beat(true).await.unwrap();
+    assert_eq!(f.limiter.replicas.load(Ordering::Relaxed), 2);
+    assert_eq!(global_grants(&f).await, 8);
+    // An ordinary heartbeat does not resurrect peers Redis has dropped.
+    set_replica(&f, None, 0).await;
+    f.limiter.beat(false).await.unwrap();
+    assert_eq!(f.limiter.replicas.load(Ordering::Relaxed), 1);
     f.cleanup().await;
 }
 

@@ -66,6 +66,8 @@ local permit = ARGV[12]
 if permit ~= '' then
   redis.call('ZADD', KEYS[12], 'XX', now, permit)
   redis.call('ZADD', KEYS[13], 'XX', now, permit)
+  -- Its copy in the response's bucket, if a hash change carried it over.
+  redis.call('ZADD', KEYS[3], 'XX', now, permit)
 end
 
 -- The discovery lease, if this request held it. The probe was a real
@@ -114,6 +116,20 @@ if hash ~= '' and limit then
     -- api-docs #1295: from then on the route gets its own bucket with the
     -- smallest limit and the longest window seen.
     flags = flags .. 'c'
+    -- Permits granted under the old hash (answered, or in flight and
+    -- scored at their lease end) are not in the new hash's log, yet under
+    -- api-docs #1295's cycling both hashes are one Discord bucket: without
+    -- them the new log would let a second window's worth go at once.
+    -- Carry them over. After a genuine remap this over-counts for one
+    -- window at most.
+    if KEYS[13] ~= KEYS[3] then
+      redis.call('ZUNIONSTORE', KEYS[3], 2, KEYS[3], KEYS[13], 'AGGREGATE', 'MAX')
+      local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+      if last[2] then
+        local win = math.max(tonumber(rm[3]) or 0, math.ceil(reset_after or 1000)) + margin
+        redis.call('PEXPIRE', KEYS[3], math.max(tonumber(last[2]) - now, 0) + win + 1000)
+      end
+    end
     local flips = 1
     if rm[6] and now - tonumber(rm[6]) < 600000 then flips = (tonumber(rm[5]) or 0) + 1 end
     redis.call('HSET', KEYS[1], 'h', hash, 'flips', flips, 'flipped', now)
