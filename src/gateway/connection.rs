@@ -349,7 +349,8 @@ impl ShardTask {
         let event = envelope.event_name.clone().unwrap_or(0..0);
         let name = std::str::from_utf8(&payload[event.clone()]).unwrap_or("UNKNOWN");
         self.event_counters.count(&self.metrics, name);
-        let Some(session) = self.core.session().cloned() else {
+        // Only the id is needed per event; READY reads the rest below.
+        let Some(session_id) = self.core.session().map(|s| s.id.clone()) else {
             // Only an invalidated session can be missing here, and Discord
             // sends no dispatch after that; publish rather than drop.
             return (
@@ -361,26 +362,27 @@ impl ShardTask {
             became: Some(Became::Ready),
             ..
         } = step
+            && let Some(session) = self.core.session()
         {
             let started_at_ms = unix_ms();
             let data = envelope.data.clone().map_or(&b"{}"[..], |r| &payload[r]);
             self.guilds.on_ready(data, started_at_ms);
             self.progress.start_session(Checkpoint {
-                session_id: session.id.clone(),
+                session_id: session_id.clone(),
                 resume_url: session.resume_url.clone(),
                 seq,
                 started_at_ms,
             });
         }
         let published = !self.routing.is_dropped(name);
-        self.progress.handed(&session.id, seq, published);
+        self.progress.handed(&session_id, seq, published);
         if !published {
             self.metrics.dropped_by_config.inc();
             return (step, None);
         }
         (
             step,
-            self.dispatch(&envelope, payload, seq, session.id, received_at_us),
+            self.dispatch(&envelope, payload, seq, session_id, received_at_us),
         )
     }
 
