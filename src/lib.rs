@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod queue;
 pub mod rest;
 pub mod signal;
+pub mod worker;
 
 /// The `User-Agent` Discord requires on REST calls:
 /// `DiscordBot ($url, $versionNumber)`.
