@@ -22,6 +22,7 @@
 //! # }
 //! ```
 
+pub mod chain;
 pub mod sim;
 
 pub use sim::{

@@ -4,3 +4,7 @@
 //! Layers, each in its own module: the chain JSON-RPC client ([`chain`]),
 //! Postgres with row-level security per community ([`db`]) and the Redis
 //! state every replica shares ([`state`]).
+
+pub mod chain;
+pub mod db;
+pub mod state;
