@@ -1,13 +1,13 @@
 //! The `arrakis ingest` role: Discord gateway → RabbitMQ.
 //!
-//! `run` is a short script of phases (linkerd2-proxy style): bind the health
-//! listener, start the publisher (which connects to the broker and declares
+//! `run` is a short script of phases (linkerd2-proxy style) on the shared
+//! [`Runner`]: bind the health listener, start the publisher (which connects to the broker and declares
 //! the topology), ask Discord for the gateway URL and shard count, spawn one
 //! task per shard, then wait for a signal or for every shard to stop, and
 //! drain: shards close their sockets with a resumable code, the publisher
 //! gets a bounded time to have everything confirmed.
 //!
-//! Task ownership: this function owns the health task, the publisher task
+//! Task ownership: the runner owns the health task; this function the publisher task
 //! and the `JoinSet` of shard tasks; shards own their sockets and hold
 //! clones of the publish buffer, so the publisher ends by itself once the
 //! last shard is gone and its backlog is confirmed.
@@ -29,11 +29,11 @@ use crate::gateway::guilds::GuildCreates;
 use crate::gateway::identify::IdentifyQueue;
 use crate::gateway::progress::{Checkpoint, ShardProgress};
 use crate::gateway::shard::{IdentifyProps, ShardCore, ShardId};
-use crate::health;
 use crate::metrics::{EventCounters, IngestMetrics};
 use crate::queue::message::Routing;
 use crate::queue::publisher::{ProgressBook, PublishBuffer, Publisher, PublisherConfig};
 use crate::queue::topology::QueueType;
+use crate::runner::Runner;
 
 /// GUILDS | GUILD_MEMBERS | GUILD_MESSAGES | GUILD_MESSAGE_REACTIONS: what
 /// Sietch needs (joins, activity). GUILD_MEMBERS is privileged: enable it
@@ -187,8 +187,7 @@ pub enum IngestError {
 /// or Discord refuses the token.
 pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
     let metrics = Arc::new(IngestMetrics::new());
-    let listener = health::bind(args.http_listen).await?;
-    let health_task = tokio::spawn(health::serve(listener, metrics.clone()));
+    let mut runner = Runner::start(args.http_listen, metrics.clone()).await?;
 
     let redis = checkpoint::connect_redis(&args.redis_url).map_err(IngestError::RedisUrl)?;
     let routing = Arc::new(Routing {
@@ -196,7 +195,6 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
         drop: args.drop_events.clone(),
     });
 
-    let mut signal = std::pin::pin!(crate::signal::shutdown());
     let client = discovery::https_client();
     let mut attempt: u32 = 0;
     let info = loop {
@@ -209,7 +207,10 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
                 tracing::error!("{err}; retrying in {delay:?}");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = &mut signal => return Ok(ExitCode::SUCCESS),
+                    () = runner.signalled() => {
+                        runner.finish();
+                        return Ok(ExitCode::SUCCESS);
+                    }
                 }
             }
         }
@@ -311,12 +312,10 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
     drop(buffer);
 
     let mut fatal = Vec::new();
-    let mut signalled = false;
     loop {
         tokio::select! {
-            () = &mut signal => {
+            () = runner.signalled() => {
                 tracing::info!("shutting down: closing gateway connections (resumable), draining confirms");
-                signalled = true;
                 let _ = shutdown_tx.send(true);
                 break;
             }
@@ -328,30 +327,28 @@ pub async fn run(args: IngestArgs) -> Result<ExitCode, IngestError> {
             },
         }
     }
-    if tokio::time::timeout(Duration::from_secs(5), async {
-        while shards.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
+    let closing = async { while shards.join_next().await.is_some() {} };
+    if Runner::drain("closing the shards", Duration::from_secs(5), closing)
+        .await
+        .is_none()
     {
         shards.abort_all();
     }
     let drain = Duration::from_secs(args.drain_secs);
-    if tokio::time::timeout(drain, publisher).await.is_err() {
+    if Runner::drain("the publisher", drain, publisher)
+        .await
+        .is_none()
+    {
         tracing::warn!(
             unconfirmed = metrics.buffer_depth.get(),
-            "publisher did not drain within {drain:?}; unconfirmed dispatches will be replayed by the next resume"
+            "unconfirmed dispatches will be replayed by the next resume"
         );
     }
     // Everything confirmed is now in the watermarks: one last save.
     let _ = drained_tx.send(true);
-    if tokio::time::timeout(Duration::from_secs(5), writer)
-        .await
-        .is_err()
-    {
-        tracing::warn!("final checkpoint save did not finish within 5 s");
-    }
-    health_task.abort();
+    let _ = Runner::drain("the final checkpoint save", Duration::from_secs(5), writer).await;
+    let signalled = runner.was_signalled();
+    runner.finish();
     if !signalled && !fatal.is_empty() {
         tracing::error!(
             "no shard left running ({} stopped by fatal close codes); exiting",

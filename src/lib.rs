@@ -6,6 +6,10 @@
 //! `arrakis ingest` role, and [`health`] serves `/healthz`, `/readyz` and
 //! `/metrics`. [`rest`] is the Discord REST client with rate limits shared
 //! through Redis, and [`proxy`] serves it as the `arrakis proxy` role.
+//! [`worker`] holds the worker's layers (envelope decoding, interaction
+//! responses, Redis state, Postgres, the chain client) and [`work`] wires
+//! them into the `arrakis work` role. Every role runs on the same small
+//! [`runner`].
 
 pub mod config;
 pub mod gateway;
@@ -15,6 +19,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod queue;
 pub mod rest;
+pub mod runner;
 pub mod signal;
 pub mod worker;
 

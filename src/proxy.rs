@@ -1,8 +1,8 @@
 //! The `arrakis proxy` role: the token-holding Discord REST proxy
 //! (ARCHITECTURE.md §3.4).
 //!
-//! `run` is a short script of phases, like `ingest::run`: bind the health
-//! and proxy listeners (a taken address fails start-up, naming the
+//! `run` is a short script of phases on the shared [`Runner`]: bind the
+//! health and proxy listeners (a taken address fails start-up, naming the
 //! variable), build the limiter (Redis is connected lazily: an unreachable
 //! Redis is logged with its address, the replica serves on conservative
 //! local limits and `/readyz` says not-ready until it answers), spawn the
@@ -10,7 +10,7 @@
 //! stop accepting, and give in-flight requests `ARRAKIS_DRAIN_SECS` to
 //! finish.
 //!
-//! Task ownership: this function owns the health task, the limiter's
+//! Task ownership: the runner owns the health task; this function the limiter's
 //! maintenance task and the server task; the server owns its connection
 //! tasks in a `JoinSet` and ends when they have drained.
 
@@ -23,11 +23,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Secret, parse_bytes, redact_url};
-use crate::health;
 use crate::rest::forward::RestClient;
 use crate::rest::limiter::{Limiter, LimiterConfig, LimiterError};
 use crate::rest::metrics::ProxyMetrics;
 use crate::rest::server::{ProxyServer, ServerConfig};
+use crate::runner::Runner;
 
 /// Options of `arrakis proxy`; each is also an environment variable.
 #[derive(Debug, Clone, clap::Args)]
@@ -216,7 +216,7 @@ pub enum ProxyRoleError {
 /// or `REDIS_URL` cannot be parsed.
 pub async fn run(args: ProxyArgs) -> Result<ExitCode, ProxyRoleError> {
     let metrics = Arc::new(ProxyMetrics::new());
-    let health_listener = health::bind(args.http_listen).await?;
+    let mut runner = Runner::start(args.http_listen, metrics.clone()).await?;
     let listener = TcpListener::bind(args.proxy_listen).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -226,7 +226,6 @@ pub async fn run(args: ProxyArgs) -> Result<ExitCode, ProxyRoleError> {
             ),
         )
     })?;
-    let health_task = tokio::spawn(health::serve(health_listener, metrics.clone()));
 
     let limiter = Arc::new(Limiter::new(
         &args.redis_url,
@@ -277,21 +276,21 @@ pub async fn run(args: ProxyArgs) -> Result<ExitCode, ProxyRoleError> {
     let mut serving = tokio::spawn(server.serve(listener, stopped));
 
     tokio::select! {
-        () = crate::signal::shutdown() => {}
+        () = runner.signalled() => {}
         _ = &mut serving => tracing::error!("proxy server stopped unexpectedly"),
     }
     tracing::info!("shutting down: no new connections, draining requests in flight");
     let _ = stop.send(true);
     let drain = Duration::from_secs(args.drain_secs);
-    if tokio::time::timeout(drain, &mut serving).await.is_err() {
-        tracing::warn!(
-            in_flight = metrics.in_flight.get(),
-            "requests still in flight after {drain:?}; closing"
-        );
+    if Runner::drain("requests in flight", drain, &mut serving)
+        .await
+        .is_none()
+    {
+        tracing::warn!(in_flight = metrics.in_flight.get(), "closing them");
         serving.abort();
     }
     maintain.abort();
-    health_task.abort();
+    runner.finish();
     Ok(ExitCode::SUCCESS)
 }
 

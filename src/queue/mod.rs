@@ -8,6 +8,7 @@
 //!   with confirms, and retries until every dispatch is confirmed, fed by a
 //!   bounded buffer so the gateway read loop never waits on the broker.
 
+pub mod consumer;
 pub mod message;
 pub mod publisher;
 pub mod topology;

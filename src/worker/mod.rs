@@ -7,4 +7,8 @@
 
 pub mod chain;
 pub mod db;
+pub mod envelope;
+pub mod interaction;
+pub mod respond;
+pub mod rest;
 pub mod state;

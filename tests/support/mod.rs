@@ -14,6 +14,7 @@ pub mod harness;
 pub mod private;
 pub mod proxy;
 pub mod rest;
+pub mod worker;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -71,6 +72,23 @@ pub async fn wait_draining(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `GET path` on a role's health listener at `addr`: (status, body), or
+/// `None` if it does not answer within 5 s.
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -270,15 +288,7 @@ impl Ingestor {
 
     /// GET a path on the health listener: (status, body).
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(&self.http).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.ok()?;
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await.ok()?;
-        let status = out.get(9..12)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
+        http_get(&self.http, path).await
     }
 
     /// Waits for the process to exit (bounded) and returns its exit code.
@@ -306,20 +316,26 @@ impl Ingestor {
 
 impl Drop for Ingestor {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        // Wait (bounded) until it is gone, so it cannot write Redis keys
-        // after the test's prefix has been cleaned up.
-        for _ in 0..100 {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if std::thread::panicking() {
-            eprintln!("---- arrakis ingest log ----\n{}", self.log());
-        }
-        let _ = std::fs::remove_file(&self.log);
+        end_child(&mut self.child, "ingest", &self.log);
     }
+}
+
+/// Kills a role's process and waits (bounded) until it is gone, so it
+/// cannot write Redis keys after the test's prefix has been cleaned up;
+/// prints its log if the test is failing, then removes the log.
+pub fn end_child(child: &mut tokio::process::Child, role: &str, log: &std::path::Path) {
+    let _ = child.start_kill();
+    for _ in 0..100 {
+        if !matches!(child.try_wait(), Ok(None)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if std::thread::panicking() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        eprintln!("---- arrakis {role} log ----\n{text}");
+    }
+    let _ = std::fs::remove_file(log);
 }
 
 /// One message taken off a work queue.

@@ -107,18 +107,7 @@ impl ProxyProcess {
 
     /// GET on the health listener: (status, body).
     pub async fn health(&self, path: &str) -> Option<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(&self.http).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.ok()?;
-        let mut out = String::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut out))
-            .await
-            .ok()?
-            .ok()?;
-        let status = out.get(9..12)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
+        super::http_get(&self.http, path).await
     }
 
     /// SIGKILL: the process dies holding whatever it held.
