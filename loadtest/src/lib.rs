@@ -26,7 +26,8 @@ pub mod chain;
 pub mod sim;
 
 pub use sim::{
-    CloseRecord, ConnectionRecord, EventKind, Fault, GatewayPort, HeartbeatRecord, IdentifyRecord,
-    LoadHandle, RestRecord, ResumeRecord, SentDispatch, ServerCloseRecord, ShardStatus, SimConfig,
-    Simulator, UNKNOWN_SHARD, UnknownFault, Violation, ZLIB_SUFFIX,
+    CloseRecord, ConnectionRecord, EmittedInteraction, EventKind, Fault, GatewayPort,
+    HeartbeatRecord, IdentifyRecord, InteractionResponse, InteractionSpec, LoadHandle,
+    ResponseKind, RestRecord, ResumeRecord, SentDispatch, ServerCloseRecord, ShardStatus,
+    SimConfig, Simulator, UNKNOWN_SHARD, UnknownFault, Violation, ZLIB_SUFFIX,
 };

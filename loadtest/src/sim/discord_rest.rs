@@ -34,6 +34,10 @@ use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Method, StatusCode};
 use tokio::time::Instant;
 
+use super::interactions::{
+    InteractionResponse, ResponseKind, ResponseLog, callback_problem, flags_and_content,
+    message_problem,
+};
 use super::ratelimit::{
     BucketDef, Limits, Request, RestArrival, RestFault, RestStats, Verdict, WindowKind, body_429,
     retry_after_header,
@@ -102,12 +106,15 @@ struct InteractionState {
     token: String,
     created: Instant,
     acknowledged: bool,
+    /// Discord's interaction type (2 command, 3 component, …).
+    kind: u8,
 }
 
 #[derive(Debug, Default)]
 struct State {
     limits: Limits,
     interactions: HashMap<String, InteractionState>,
+    responses: ResponseLog,
 }
 
 /// The REST side's shared state.
@@ -139,11 +146,24 @@ impl RestSim {
         self.state().limits.arrivals.clone()
     }
 
+    pub(crate) fn responses(&self) -> Vec<InteractionResponse> {
+        self.state().responses.all()
+    }
+
+    pub(crate) fn responses_since(&self, after: Instant) -> Vec<InteractionResponse> {
+        self.state().responses.since(after)
+    }
+
     pub(crate) fn inject(&self, fault: RestFault) {
         self.state().limits.inject(fault);
     }
 
     pub(crate) fn create_interaction(&self, cfg: &RestSimConfig) -> SimInteraction {
+        self.register_interaction(cfg, 2)
+    }
+
+    /// Registers an interaction of Discord type `kind` created now.
+    pub(crate) fn register_interaction(&self, cfg: &RestSimConfig, kind: u8) -> SimInteraction {
         let id = self.snowflake().to_string();
         let token = format!(
             "aW50ZXJhY3Rpb246{:016x}{:016x}",
@@ -156,6 +176,7 @@ impl RestSim {
                 token: token.clone(),
                 created: Instant::now(),
                 acknowledged: false,
+                kind,
             },
         );
         SimInteraction {
@@ -264,6 +285,19 @@ fn fill(template: &str, params: &[String]) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Discord's 50035 "Invalid Form Body", naming the field.
+fn invalid_form(problem: &str) -> RestResponse {
+    json(
+        StatusCode::BAD_REQUEST,
+        serde_json::json!({
+            "code": 50_035,
+            "message": "Invalid Form Body",
+            "errors": { "_errors": [{ "code": "BASE_TYPE_INVALID", "message": problem }] },
+        })
+        .to_string(),
+    )
 }
 
 fn discord_error(status: StatusCode, code: u32, message: &str) -> RestResponse {
@@ -398,41 +432,106 @@ fn answer(
     match spec.kind {
         Kind::Callback => {
             let (id, token) = (&req.params[0], &req.params[1]);
+            let body: serde_json::Value =
+                serde_json::from_slice(&req.body).unwrap_or(serde_json::Value::Null);
             let mut st = rest.state();
             let Some(i) = st.interactions.get(id).filter(|i| &i.token == token) else {
                 return discord_error(StatusCode::NOT_FOUND, 10_062, "Unknown interaction");
             };
-            if now.duration_since(i.created) > cfg.callback_window {
+            let since_emit = now.duration_since(i.created);
+            let (late, acknowledged, kind) =
+                (since_emit > cfg.callback_window, i.acknowledged, i.kind);
+            let problem = callback_problem(kind, &body);
+            let resp = if late {
                 st.limits.stats.late_callbacks += 1;
-                return discord_error(StatusCode::NOT_FOUND, 10_062, "Unknown interaction");
-            }
-            if i.acknowledged {
+                discord_error(StatusCode::NOT_FOUND, 10_062, "Unknown interaction")
+            } else if acknowledged {
                 st.limits.stats.duplicate_callbacks += 1;
-                return discord_error(
+                discord_error(
                     StatusCode::BAD_REQUEST,
                     40_060,
                     "Interaction has already been acknowledged.",
-                );
-            }
-            if let Some(i) = st.interactions.get_mut(id) {
-                i.acknowledged = true;
-            }
-            return json(StatusCode::NO_CONTENT, "");
+                )
+            } else if let Some(problem) = problem {
+                invalid_form(&problem)
+            } else {
+                if let Some(i) = st.interactions.get_mut(id) {
+                    i.acknowledged = true;
+                }
+                json(StatusCode::NO_CONTENT, "")
+            };
+            let (flags, content) = flags_and_content(body.get("data"));
+            let type_ = body
+                .get("type")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|t| u8::try_from(t).ok())
+                .unwrap_or(0);
+            st.responses.push(InteractionResponse {
+                interaction_id: id.clone(),
+                kind: ResponseKind::Callback { type_ },
+                status: resp.status().as_u16(),
+                flags,
+                content,
+                body,
+                since_emit,
+                at: now,
+            });
+            return resp;
         }
         Kind::Webhook => {
             let token = &req.params[1];
-            let st = rest.state();
-            let interaction = st.interactions.values().find(|i| &i.token == token);
-            if let Some(i) = interaction {
-                if now.duration_since(i.created) > cfg.token_lifetime {
-                    return discord_error(
+            let body: serde_json::Value =
+                serde_json::from_slice(&req.body).unwrap_or(serde_json::Value::Null);
+            let mut st = rest.state();
+            let interaction = st
+                .interactions
+                .iter()
+                .find(|(_, i)| &i.token == token)
+                .map(|(id, i)| (id.clone(), i.created, i.acknowledged));
+            if let Some((id, created, acknowledged)) = interaction {
+                let original = req.params.get(2).is_some_and(|m| m == "@original");
+                let kind = match (method.as_str(), original) {
+                    ("PATCH", true) => Some(ResponseKind::EditOriginal),
+                    ("DELETE", true) => Some(ResponseKind::DeleteOriginal),
+                    ("GET", true) => Some(ResponseKind::GetOriginal),
+                    ("POST", _) => Some(ResponseKind::Followup),
+                    _ => None,
+                };
+                let resp = if now.duration_since(created) > cfg.token_lifetime {
+                    Some(discord_error(
                         StatusCode::UNAUTHORIZED,
                         50_027,
                         "Invalid Webhook Token",
-                    );
+                    ))
+                } else if !acknowledged {
+                    // Before any callback there is no original message.
+                    Some(if original {
+                        discord_error(StatusCode::NOT_FOUND, 10_008, "Unknown Message")
+                    } else {
+                        discord_error(StatusCode::NOT_FOUND, 10_015, "Unknown Webhook")
+                    })
+                } else {
+                    message_problem(&body).map(|p| invalid_form(&p))
+                };
+                if let Some(kind) = kind {
+                    let (flags, content) = flags_and_content(Some(&body));
+                    st.responses.push(InteractionResponse {
+                        interaction_id: id,
+                        kind,
+                        status: resp
+                            .as_ref()
+                            .map_or(if method == Method::DELETE { 204 } else { 200 }, |r| {
+                                r.status().as_u16()
+                            }),
+                        flags,
+                        content,
+                        body,
+                        since_emit: now.duration_since(created),
+                        at: now,
+                    });
                 }
-                if !i.acknowledged {
-                    return discord_error(StatusCode::NOT_FOUND, 10_015, "Unknown Webhook");
+                if let Some(resp) = resp {
+                    return resp;
                 }
             }
         }

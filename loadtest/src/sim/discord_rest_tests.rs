@@ -12,11 +12,24 @@ use hyper_util::rt::TokioExecutor;
 use super::super::{SimConfig, Simulator};
 use super::RestSimConfig;
 
+/// A valid callback body: deferred, ephemeral.
+const DEFER: &str = r#"{"type":5,"data":{"flags":64}}"#;
+
 async fn call(
     sim: &Simulator,
     method: Method,
     path: &str,
     bot: bool,
+) -> (StatusCode, hyper::HeaderMap, serde_json::Value) {
+    call_with(sim, method, path, bot, "{}").await
+}
+
+async fn call_with(
+    sim: &Simulator,
+    method: Method,
+    path: &str,
+    bot: bool,
+    body: &str,
 ) -> (StatusCode, hyper::HeaderMap, serde_json::Value) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = Request::builder()
@@ -26,7 +39,7 @@ async fn call(
         req = req.header("authorization", "Bot sim-token");
     }
     let resp = client
-        .request(req.body(Full::new(Bytes::from_static(b"{}"))).unwrap())
+        .request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
         .await
         .unwrap();
     let (parts, body) = resp.into_parts();
@@ -78,7 +91,7 @@ async fn the_interaction_lifecycle() {
     let late = sim.create_interaction();
     tokio::time::sleep(Duration::from_millis(250)).await;
     let path = format!("/interactions/{}/{}/callback", late.id, late.token);
-    let (status, _, body) = call(&sim, Method::POST, &path, false).await;
+    let (status, _, body) = call_with(&sim, Method::POST, &path, false, DEFER).await;
     assert_eq!(
         (status, body["code"].as_u64()),
         (StatusCode::NOT_FOUND, Some(10_062))
@@ -91,10 +104,10 @@ async fn the_interaction_lifecycle() {
     let (status, _, _) = call(&sim, Method::POST, &followup, false).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let path = format!("/interactions/{}/{}/callback", i.id, i.token);
-    let (status, headers, _) = call(&sim, Method::POST, &path, false).await;
+    let (status, headers, _) = call_with(&sim, Method::POST, &path, false, DEFER).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(headers["x-ratelimit-bucket"], "interaction-cb");
-    let (status, _, body) = call(&sim, Method::POST, &path, false).await;
+    let (status, _, body) = call_with(&sim, Method::POST, &path, false, DEFER).await;
     assert_eq!(
         (status, body["code"].as_u64()),
         (StatusCode::BAD_REQUEST, Some(40_060))
@@ -114,5 +127,69 @@ async fn the_interaction_lifecycle() {
     );
     // None of it counted toward the global limit (no bot Authorization).
     assert!(sim.rest_arrivals().iter().all(|a| !a.counted));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn interaction_responses_are_validated_and_recorded() {
+    use crate::sim::ResponseKind;
+    let sim = start(RestSimConfig::default()).await;
+    let i = sim.create_interaction();
+    let callback = format!("/interactions/{}/{}/callback", i.id, i.token);
+    let original = format!(
+        "/webhooks/{}/{}/messages/@original",
+        i.application_id, i.token
+    );
+    // Nothing to edit before the callback.
+    let (status, _, body) =
+        call_with(&sim, Method::PATCH, &original, false, r#"{"content":"x"}"#).await;
+    assert_eq!(
+        (status, body["code"].as_u64()),
+        (StatusCode::NOT_FOUND, Some(10_008))
+    );
+    // A command cannot be answered with a component update, nor autocomplete.
+    for bad in [
+        r#"{"type":6}"#,
+        r#"{"type":8,"data":{"choices":[]}}"#,
+        r#"{"data":{}}"#,
+    ] {
+        let (status, _, body) = call_with(&sim, Method::POST, &callback, false, bad).await;
+        assert_eq!(
+            (status, body["code"].as_u64()),
+            (StatusCode::BAD_REQUEST, Some(50_035)),
+            "{bad}"
+        );
+    }
+    let (status, _, _) = call_with(&sim, Method::POST, &callback, false, DEFER).await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "a refused body does not use up the callback"
+    );
+    let (status, _, _) = call_with(
+        &sim,
+        Method::PATCH,
+        &original,
+        false,
+        r#"{"content":"final"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let too_long = format!(r#"{{"content":"{}"}}"#, "x".repeat(2001));
+    let (status, _, body) = call_with(&sim, Method::PATCH, &original, false, &too_long).await;
+    assert_eq!(
+        (status, body["code"].as_u64()),
+        (StatusCode::BAD_REQUEST, Some(50_035))
+    );
+
+    let rs = sim.interaction_responses();
+    let accepted: Vec<_> = rs.iter().filter(|r| r.status < 300).collect();
+    assert_eq!(accepted.len(), 2, "{rs:?}");
+    assert_eq!(accepted[0].kind, ResponseKind::Callback { type_: 5 });
+    assert_eq!(accepted[0].flags, Some(64));
+    assert!(accepted[0].since_emit < Duration::from_secs(3));
+    assert_eq!(accepted[1].kind, ResponseKind::EditOriginal);
+    assert_eq!(accepted[1].content.as_deref(), Some("final"));
+    assert!(rs.iter().all(|r| r.interaction_id == i.id));
     sim.shutdown().await;
 }

@@ -19,6 +19,7 @@ mod discord_rest;
 mod events;
 mod fault;
 mod gateway;
+mod interactions;
 mod load;
 mod protocol;
 mod ratelimit;
@@ -40,6 +41,9 @@ pub use compress::ZLIB_SUFFIX;
 pub use discord_rest::{RestSimConfig, SimInteraction};
 pub use events::EventKind;
 pub use fault::{Fault, UnknownFault};
+pub use interactions::{
+    EmittedInteraction, InteractionKind, InteractionResponse, InteractionSpec, ResponseKind,
+};
 pub use load::LoadHandle;
 pub use ratelimit::{RestArrival, RestFault, RestStats, WindowKind};
 pub use record::{
@@ -474,6 +478,62 @@ impl Simulator {
     #[must_use]
     pub fn create_interaction(&self) -> SimInteraction {
         self.inner.rest.create_interaction(&self.inner.cfg.rest)
+    }
+
+    /// Emits `spec` as an `INTERACTION_CREATE` on the shard's session and
+    /// registers it with the REST side: its 3 s window starts now. `None`
+    /// when the shard has no session that can receive events.
+    pub fn emit_interaction(
+        &self,
+        shard_id: u32,
+        spec: InteractionSpec,
+    ) -> Option<EmittedInteraction> {
+        let cfg = &self.inner.cfg;
+        let guild = spec.guild_id.unwrap_or_else(|| {
+            events::Target {
+                shard_id,
+                num_shards: cfg.shards.max(1),
+                guilds: cfg.guilds_per_shard,
+            }
+            .guild_id(0)
+        });
+        let registered = self
+            .inner
+            .rest
+            .register_interaction(&cfg.rest, spec.kind.type_number());
+        let d = spec.payload(
+            &registered.id,
+            &registered.token,
+            &registered.application_id,
+            guild,
+        );
+        let seq = self.inner.emit(
+            shard_id,
+            &EventKind::Raw {
+                name: "INTERACTION_CREATE".to_owned(),
+                d: d.to_string(),
+            },
+        )?;
+        Some(EmittedInteraction {
+            id: registered.id,
+            token: registered.token,
+            application_id: registered.application_id,
+            seq,
+            guild_id: guild,
+        })
+    }
+
+    /// Every response the bot sent for interactions (callbacks and webhook
+    /// calls), oldest first; the last 100,000 are kept.
+    #[must_use]
+    pub fn interaction_responses(&self) -> Vec<InteractionResponse> {
+        self.inner.rest.responses()
+    }
+
+    /// Responses that arrived after `after`.
+    #[must_use]
+    pub fn interaction_responses_since(&self, after: Instant) -> Vec<InteractionResponse> {
+        self.inner.rest.responses_since(after)
     }
 
     /// Stop every server and connection task and wait (up to 5 s) for them.
