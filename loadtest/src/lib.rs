@@ -25,6 +25,7 @@
 pub mod chain;
 pub mod sim;
 
+pub use chain::{ChainSim, ChainSimConfig, EndpointMode};
 pub use sim::{
     CloseRecord, ConnectionRecord, EmittedInteraction, EventKind, Fault, GatewayPort,
     HeartbeatRecord, IdentifyRecord, InteractionResponse, InteractionSpec, LoadHandle,
