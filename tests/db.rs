@@ -483,3 +483,56 @@ async fn settings_round_trip_and_prune_spans_communities() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn parallel_migrations_create_a_fresh_tenant_role_once() {
+    tokio::time::timeout(LIMIT, async {
+        let role = unique("arrakis_fresh");
+        let names: Vec<String> = (0..4).map(|_| unique("arrakis_t")).collect();
+        let urls: Vec<String> = names
+            .iter()
+            .map(|n| format!("postgres://postgres@127.0.0.1:5432/{n}"))
+            .collect();
+        // Two migrators per database, all racing for the same new role.
+        let tasks: Vec<_> = urls
+            .iter()
+            .chain(urls.iter())
+            .map(|url| {
+                let (url, role) = (url.clone(), role.clone());
+                tokio::spawn(async move { migrate::apply(&url, &role).await })
+            })
+            .collect();
+        let mut applied = 0;
+        for task in tasks {
+            applied += task.await.unwrap().unwrap().len();
+        }
+        assert_eq!(applied, urls.len(), "each database migrated exactly once");
+        for url in &urls {
+            let db = Db::connect(DbConfig {
+                url: url.clone(),
+                max_connections: 1,
+                acquire_timeout: Duration::from_secs(5),
+                tenant_role: role.clone(),
+            })
+            .await
+            .unwrap();
+            let c = db.community_for_guild(1).await.unwrap();
+            let tx = db.tenant(c).await.unwrap();
+            assert!(tx.mark_processed("m").await.unwrap());
+            tx.commit().await.unwrap();
+        }
+        let admin = client("postgres://postgres@127.0.0.1:5432/postgres").await;
+        for name in &names {
+            admin
+                .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+                .await
+                .unwrap();
+        }
+        admin
+            .batch_execute(&format!("DROP ROLE {role}"))
+            .await
+            .unwrap();
+    })
+    .await
+    .unwrap();
+}
