@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes sure RabbitMQ, Redis and PostgreSQL run on loopback, installing them
-# with apt-get (as root) on a fresh Debian machine. Idempotent: a service
+# Makes sure RabbitMQ, Redis, PostgreSQL and PgBouncer (in front of it, in
+# transaction mode) run on loopback, installing them with apt-get (as root)
+# on a fresh Debian machine. Idempotent: a service
 # that already answers is left alone. Sourced by .ci/run and scripts/demo.
 set -euo pipefail
 
@@ -55,7 +56,46 @@ ensure_postgres() {
   wait_port PostgreSQL 5432 60
 }
 
+# PgBouncer on 127.0.0.1:6432 in transaction mode, the way workers may be
+# deployed: the worker tests run their tenant traffic through it to prove no
+# session state outlives a transaction. Any database name is forwarded to
+# the local PostgreSQL, so the tests' throwaway databases need no config.
+ensure_pgbouncer() {
+  if port_open 6432; then return 0; fi
+  [ -x /usr/sbin/pgbouncer ] || { log "installing pgbouncer"; apt_install pgbouncer; }
+  local dir="${TMPDIR:-/tmp}/arrakis-pgbouncer"
+  mkdir -p "$dir"
+  printf '"postgres" ""\n' >"$dir/userlist.txt"
+  cat >"$dir/pgbouncer.ini" <<EOF
+[databases]
+* = host=127.0.0.1 port=5432
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = 6432
+unix_socket_dir =
+pool_mode = transaction
+auth_type = trust
+auth_file = $dir/userlist.txt
+max_client_conn = 2000
+default_pool_size = 20
+ignore_startup_parameters = extra_float_digits
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+EOF
+  log "starting PgBouncer"
+  if [ "$(id -u)" -eq 0 ]; then
+    # PgBouncer refuses to run as root.
+    chown -R postgres "$dir"
+    /usr/sbin/pgbouncer -d -u postgres "$dir/pgbouncer.ini" >/dev/null
+  else
+    /usr/sbin/pgbouncer -d "$dir/pgbouncer.ini" >/dev/null
+  fi
+  wait_port PgBouncer 6432 30
+}
+
 ensure_rabbitmq
 ensure_redis
 ensure_postgres
-log "RabbitMQ, Redis and PostgreSQL are up"
+ensure_pgbouncer
+log "RabbitMQ, Redis, PostgreSQL and PgBouncer are up"

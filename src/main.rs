@@ -22,6 +22,9 @@ enum Role {
     /// REST proxy: holds the bot token, shares Discord's rate limits
     /// between replicas through Redis.
     Proxy(Box<arrakis::proxy::ProxyArgs>),
+    /// Database migrations: creates the schema, RLS policies and the
+    /// tenant role the workers switch to.
+    Migrate(Box<arrakis::worker::db::migrate::MigrateArgs>),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,9 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Role::Proxy(args) => runtime
             .block_on(arrakis::proxy::run(*args))
+            .map_err(|e| e.to_string()),
+        Role::Migrate(args) => runtime
+            .block_on(arrakis::worker::db::migrate::run(*args))
             .map_err(|e| e.to_string()),
     };
     match result {

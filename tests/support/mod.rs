@@ -10,6 +10,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod db;
 pub mod harness;
 pub mod private;
 pub mod proxy;
