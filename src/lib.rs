@@ -21,6 +21,7 @@ pub mod queue;
 pub mod rest;
 pub mod runner;
 pub mod signal;
+pub mod work;
 pub mod worker;
 
 /// The `User-Agent` Discord requires on REST calls:

@@ -22,6 +22,9 @@ enum Role {
     /// REST proxy: holds the bot token, shares Discord's rate limits
     /// between replicas through Redis.
     Proxy(Box<arrakis::proxy::ProxyArgs>),
+    /// Worker: consumes the work queues and runs the bot's logic with
+    /// Redis, Postgres, the chain and the REST proxy.
+    Work(Box<arrakis::work::WorkArgs>),
     /// Database migrations: creates the schema, RLS policies and the
     /// tenant role the workers switch to.
     Migrate(Box<arrakis::worker::db::migrate::MigrateArgs>),
@@ -52,6 +55,9 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Role::Proxy(args) => runtime
             .block_on(arrakis::proxy::run(*args))
+            .map_err(|e| e.to_string()),
+        Role::Work(args) => runtime
+            .block_on(arrakis::work::run(*args))
             .map_err(|e| e.to_string()),
         Role::Migrate(args) => runtime
             .block_on(arrakis::worker::db::migrate::run(*args))

@@ -14,13 +14,11 @@ use arrakis::queue::consumer::{
     Lane, QUEUE_HEADER, REASON_HEADER, ROUTING_KEY_HEADER,
 };
 use arrakis::queue::topology::{self, GATEWAY_EXCHANGE, QueueType};
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use support::{Vhost, wait_until};
 
@@ -148,40 +146,20 @@ impl Rig {
         let _ = conn.close(200, "done".into()).await;
     }
 
-    /// Takes `n` messages off the DLQ (bounded wait).
+    /// Takes `n` messages off the DLQ (bounded wait): body, routing key,
+    /// headers.
     async fn dead_letters(&self, n: usize) -> Vec<(String, String, FieldTable)> {
-        let conn = Connection::connect(&self.vhost.url(), ConnectionProperties::default())
+        support::take_dead_letters(&self.vhost.url(), n)
             .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        let mut consumer = ch
-            .basic_consume(
-                "arrakis.dlq".into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while out.len() < n {
-            let next = tokio::time::timeout_at(deadline, consumer.next())
-                .await
-                .expect("dead letters within 30 s")
-                .unwrap()
-                .unwrap();
-            out.push((
-                String::from_utf8_lossy(&next.data).into_owned(),
-                next.routing_key.to_string(),
-                next.properties.headers().clone().unwrap_or_default(),
-            ));
-        }
-        let _ = conn.close(200, "done".into()).await;
-        out
+            .into_iter()
+            .map(|d| {
+                (
+                    String::from_utf8_lossy(&d.data).into_owned(),
+                    d.routing_key.to_string(),
+                    d.properties.headers().clone().unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     fn done(&self) -> Vec<String> {

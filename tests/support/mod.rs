@@ -321,6 +321,40 @@ impl Drop for Ingestor {
     }
 }
 
+/// Takes `n` messages off `arrakis.dlq` of the vhost at `amqp_url`,
+/// waiting at most 30 s: each as its delivery (body, routing key,
+/// properties).
+pub async fn take_dead_letters(amqp_url: &str, n: usize) -> Vec<lapin::message::Delivery> {
+    let conn = Connection::connect(amqp_url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut consumer = ch
+        .basic_consume(
+            "arrakis.dlq".into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while out.len() < n {
+        let next = tokio::time::timeout_at(deadline, consumer.next())
+            .await
+            .expect("dead letters within 30 s")
+            .unwrap()
+            .unwrap();
+        out.push(next);
+    }
+    let _ = conn.close(200, "done".into()).await;
+    out
+}
+
 /// Kills a role's process and waits (bounded) until it is gone, so it
 /// cannot write Redis keys after the test's prefix has been cleaned up;
 /// prints its log if the test is failing, then removes the log.

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 pub struct TcpProxy {
     pub addr: String,
     paused: watch::Sender<bool>,
+    severed: watch::Sender<bool>,
     cut: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -26,9 +27,10 @@ impl TcpProxy {
         let cut = Arc::new(AtomicBool::new(false));
         let upstream = upstream.to_owned();
         let cut_flag = cut.clone();
+        let (severed, severed_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                if cut_flag.load(Ordering::Relaxed) {
+                if cut_flag.load(Ordering::Relaxed) || *severed_rx.borrow() {
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(&upstream).await else {
@@ -36,13 +38,14 @@ impl TcpProxy {
                 };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                tokio::spawn(pump(cr, sw, paused_rx.clone()));
-                tokio::spawn(pump(sr, cw, paused_rx.clone()));
+                tokio::spawn(pump(cr, sw, paused_rx.clone(), severed_rx.clone()));
+                tokio::spawn(pump(sr, cw, paused_rx.clone(), severed_rx.clone()));
             }
         });
         Self {
             addr,
             paused,
+            severed,
             cut,
             task,
         }
@@ -51,6 +54,12 @@ impl TcpProxy {
     /// Stops moving bytes (connections stay open: a stalled broker).
     pub fn pause(&self, paused: bool) {
         let _ = self.paused.send(paused);
+    }
+
+    /// Closes every connection and refuses new ones while `severed` (a
+    /// service that went away); `false` lets connections through again.
+    pub fn sever(&self, severed: bool) {
+        let _ = self.severed.send(severed);
     }
 }
 
@@ -65,17 +74,24 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut paused: watch::Receiver<bool>,
+    mut severed: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
+        if *severed.borrow() {
+            return;
+        }
         while *paused.borrow() {
             if paused.changed().await.is_err() {
                 return;
             }
         }
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = severed.wait_for(|s| *s) => return,
         };
         while *paused.borrow() {
             if paused.changed().await.is_err() {

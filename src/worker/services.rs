@@ -1,0 +1,64 @@
+//! What handlers share: one of each client, built once by the role and
+//! handed around by `Arc`. Nothing here is a per-process cache of state
+//! that must agree across workers: that lives in Redis or Postgres.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+
+use super::chain::ChainClient;
+use super::db::Db;
+use super::respond::Responder;
+use super::state::{CommandLimits, State};
+
+/// Effect and dedupe counters.
+#[derive(Debug, Default)]
+pub struct EffectMetrics {
+    /// Messages whose effect had already been done (redelivery, replay).
+    pub duplicates: Counter,
+    /// Members recorded as joined.
+    pub member_joins: Counter,
+}
+
+impl EffectMetrics {
+    /// Creates the counters and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
+        let m = Self::default();
+        registry.register(
+            "worker_duplicates",
+            "Messages whose effect was already done (redelivery or resume replay)",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "worker_member_joins",
+            "GUILD_MEMBER_ADD effects written",
+            m.member_joins.clone(),
+        );
+        Arc::new(m)
+    }
+}
+
+/// The clients and settings every handler uses.
+#[derive(Debug)]
+pub struct Services {
+    /// This process's id in dedupe claims and locks.
+    pub worker_id: String,
+    /// Redis state.
+    pub state: State,
+    /// Postgres.
+    pub db: Db,
+    /// The chain client from `ARRAKIS_CHAIN_RPC_URLS`, if set.
+    pub chain: Option<ChainClient>,
+    /// Interaction responses (and the REST proxy client).
+    pub responder: Responder,
+    /// Per-user and per-guild command rates.
+    pub limits: CommandLimits,
+    /// How long a dedupe claim holds without being finished.
+    pub dedupe_lease: Duration,
+    /// How long a finished message id is remembered.
+    pub dedupe_keep: Duration,
+    /// Counters.
+    pub metrics: Arc<EffectMetrics>,
+}
