@@ -1,13 +1,20 @@
 //! `loadtest demo`: the whole pipeline with live figures.
 //!
-//! Starts the simulator in this process, runs the real `arrakis ingest`
-//! binary against it and a RabbitMQ vhost of its own (`arrakis-demo`),
-//! consumes the work queues, and drives a steady load for a fixed time. Every
-//! second it prints events/s in (simulator), confirmed and consumed, the
-//! ingestor's gateway→confirm latency (p50/p99 over the last second, from
-//! its `/metrics` histogram), gateway→consumer latency measured here
-//! exactly, publish buffer depth and the ingestor's resident memory. At the
-//! end it checks that every dispatch the simulator sent was consumed.
+//! Starts the Discord simulator and the chain simulator in this process,
+//! and runs the real binaries against them: `arrakis ingest`, `arrakis
+//! proxy` and two `arrakis work` (RabbitMQ vhost `arrakis-demo`, database
+//! `arrakis_demo` through PgBouncer, Redis prefix `arrakis-demo`). It drives
+//! a steady event load plus `/check-eligibility` interactions for a fixed
+//! time. Every second it prints events/s sent, confirmed by the broker and
+//! processed by the workers, the ingestor's gateway→confirm latency (p50/p99
+//! over the last second, from its `/metrics` histogram), interaction
+//! emit→callback p50/p99 as the simulator saw them, the work queues' depth
+//! and the ingestor's and workers' resident memory. At the end it checks
+//! that every dispatch the simulator sent was processed.
+//!
+//! With `--workers 0` the demo consumes the queues itself instead (the
+//! ingest path alone, with gateway→consumer latency measured exactly), and
+//! with `--no-consume` nobody consumes (publishing alone).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -19,10 +26,12 @@ use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueuePurgeOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use arrakis_loadtest::sim::{LoadHandle, SimConfig, Simulator};
+
+use crate::ops::{clear_redis_keys, ensure_vhost, free_addr, metric, rss_kib, scrape};
+use crate::pipeline::{self, Pipeline, Settings};
 
 const QUEUES: [&str; 3] = ["arrakis.interactions", "arrakis.events", "arrakis.bulk"];
 const VHOST: &str = "arrakis-demo";
@@ -59,6 +68,28 @@ pub(crate) struct Args {
     /// consumers. Messages are counted (queue depth) and purged at the end.
     #[arg(long)]
     no_consume: bool,
+    /// `arrakis work` processes consuming the queues (0: the demo consumes
+    /// them itself).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// `/check-eligibility` interactions per second (with workers).
+    #[arg(long, default_value_t = 20)]
+    interactions: u32,
+    /// Latency of every chain RPC answer, ms.
+    #[arg(long, default_value_t = 200)]
+    chain_latency_ms: u64,
+    /// Database the workers use (through PgBouncer).
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:6432/arrakis_demo"
+    )]
+    database_url: String,
+    /// The same database, direct, for `arrakis migrate`.
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/arrakis_demo"
+    )]
+    migrate_url: String,
 }
 
 /// Why the demo failed.
@@ -85,8 +116,8 @@ struct Consumed {
 
 /// Runs the demo.
 pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
-    ensure_vhost();
-    clear_redis_keys();
+    ensure_vhost(VHOST);
+    clear_redis_keys(REDIS_PREFIX);
     let amqp_url = format!("amqp://guest:guest@{}/{VHOST}", args.rabbitmq);
     let sim = Simulator::start(SimConfig {
         shards: args.shards,
@@ -135,9 +166,33 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     .await
     .map_err(|()| DemoError::Setup("shards did not become ready within 60 s".into()))?;
     let consumed = Arc::new(Mutex::new(Consumed::default()));
-    if !args.no_consume {
-        consume(&connection, &consumed).await?;
-    }
+    let with_workers = args.workers > 0 && !args.no_consume;
+    let pipeline = if with_workers {
+        let p = Pipeline::start(
+            &sim,
+            &Settings {
+                arrakis: &args.arrakis,
+                workers: args.workers,
+                amqp_url: &amqp_url,
+                redis_prefix: REDIS_PREFIX,
+                database_url: &args.database_url,
+                migrate_url: &args.migrate_url,
+                chain_latency: Duration::from_millis(args.chain_latency_ms),
+            },
+        )
+        .await
+        .map_err(DemoError::Setup)?;
+        println!(
+            "demo: {} workers, REST proxy, chain simulator ({} ms per RPC); {} interactions/s",
+            args.workers, args.chain_latency_ms, args.interactions
+        );
+        Some(p)
+    } else {
+        if !args.no_consume {
+            consume(&connection, &consumed).await?;
+        }
+        None
+    };
     // Let the READY burst settle before reading the idle footprint.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss = rss_kib(pid);
@@ -145,30 +200,47 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     // Rate 0 measures an idle ingestor (memory per idle shard).
     let load = (args.rate > 0).then(|| sim.start_load(args.rate));
     println!(
-        "{:>4} {:>9} {:>9} {:>9} {:>11} {:>11} {:>11} {:>11} {:>8} {:>9}",
+        "{:>4} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>17} {:>8} {:>14}",
         "t",
         "sent/s",
         "confirm/s",
-        "consume/s",
+        if with_workers { "work/s" } else { "consume/s" },
         "conf p50",
         "conf p99",
-        "e2e p50",
-        "e2e p99",
+        if with_workers { "int p50" } else { "e2e p50" },
+        if with_workers { "int p99" } else { "e2e p99" },
         "buffer",
-        "rss MiB"
+        "queued i/e/b",
+        "ing MiB",
+        "workers MiB"
     );
+    let mut last_processed = 0.0;
+    let mut interactions_sent: u64 = 0;
+    let run_started = Instant::now();
     let mut last_hist = Histogram::default();
     let mut last_confirmed = 0.0;
     let mut last_sent = 0;
     let mut last_consumed = 0;
     let mut peak_rss = idle_rss;
     let mut peak_buffer = 0.0f64;
+    let mut peak_worker_rss: Vec<u64> = Vec::new();
     let start_hist = scrape(&http)
         .await
         .map(|m| histogram(&m))
         .unwrap_or_default();
     for t in 1..=args.seconds {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let second = Instant::now();
+        if pipeline.is_some() && args.interactions > 0 {
+            let gap = Duration::from_secs(1) / args.interactions;
+            for _ in 0..args.interactions {
+                if pipeline::emit_interaction(&sim, interactions_sent, args.shards) {
+                    interactions_sent += 1;
+                }
+                tokio::time::sleep(gap).await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         let metrics = scrape(&http).await.unwrap_or_default();
         let hist = histogram(&metrics);
         let window = hist.minus(&last_hist);
@@ -182,17 +254,50 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
         let rss = rss_kib(pid);
         peak_rss = peak_rss.max(rss);
         peak_buffer = peak_buffer.max(buffer);
+        let (per_sec, latencies, queued, workers_rss) = match &pipeline {
+            Some(p) => {
+                let (acked, dead) = p.processed().await;
+                let per_sec = acked + dead - last_processed;
+                last_processed = acked + dead;
+                let (lat, _) = pipeline::interaction_latencies(&sim, second);
+                let rss: Vec<u64> = p.worker_rss();
+                for (i, r) in rss.iter().enumerate() {
+                    if peak_worker_rss.len() <= i {
+                        peak_worker_rss.push(0);
+                    }
+                    peak_worker_rss[i] = peak_worker_rss[i].max(*r);
+                }
+                let d = pipeline::depths(&connection).await;
+                (
+                    per_sec as u64,
+                    lat,
+                    format!("{}/{}/{}", d[0], d[1], d[2]),
+                    rss.iter()
+                        .map(|r| format!("{:.0}", *r as f64 / 1024.0))
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                )
+            }
+            None => (
+                consumed_now - last_consumed,
+                e2e,
+                "-".to_owned(),
+                "-".to_owned(),
+            ),
+        };
         println!(
-            "{t:>4} {:>9} {:>9.0} {:>9} {:>11} {:>11} {:>11} {:>11} {:>8.0} {:>9.1}",
+            "{t:>4} {:>9} {:>9.0} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8.0} {:>17} {:>8.1} {:>14}",
             sent - last_sent,
             confirmed - last_confirmed,
-            consumed_now - last_consumed,
+            per_sec,
             fmt_secs(window.quantile(0.5)),
             fmt_secs(window.quantile(0.99)),
-            fmt_us(percentile(&e2e, 0.5)),
-            fmt_us(percentile(&e2e, 0.99)),
+            fmt_us(percentile(&latencies, 0.5)),
+            fmt_us(percentile(&latencies, 0.99)),
             buffer,
+            queued,
             rss as f64 / 1024.0,
+            workers_rss,
         );
         last_hist = hist;
         last_confirmed = confirmed;
@@ -220,6 +325,22 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
         let queued = queue_depth(&connection).await;
         let queued_n = usize::try_from(queued).unwrap_or(usize::MAX);
         (expected.len().saturating_sub(queued_n), queued, queued_n)
+    } else if let Some(p) = &pipeline {
+        // Interaction answers (and their chain reads) finish a little after.
+        let target = expected.len() as f64;
+        let _ = wait_for_async(Duration::from_secs(60), || async {
+            let (acked, dead) = p.processed().await;
+            acked + dead >= target && pipeline::depths(&connection).await == [0, 0, 0]
+        })
+        .await;
+        let (acked, dead) = p.processed().await;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let processed = (acked + dead) as usize;
+        (
+            expected.len().saturating_sub(processed),
+            processed as u64,
+            processed,
+        )
     } else {
         let _ = wait_for(Duration::from_secs(60), || {
             let c = lock(&consumed);
@@ -243,6 +364,18 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     let total = histogram(&metrics).minus(&start_hist);
     let confirmed = metric(&metrics, "arrakis_published_total");
 
+    let worker_summary = match pipeline {
+        Some(p) => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (first, deferred) = pipeline::interaction_latencies(&sim, run_started);
+            let done = pipeline::completions(&sim, run_started);
+            let expired = p.expired().await;
+            let (acked, dead) = p.processed().await;
+            let codes = p.stop().await;
+            Some((first, deferred, done, expired, acked, dead, codes))
+        }
+        None => None,
+    };
     if let Some(pid) = child.id() {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -268,6 +401,40 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     );
     if args.no_consume {
         println!("in the queues:     {received} messages (not consumed during the run)");
+    } else if let Some((first, deferred, done, expired, acked, dead, codes)) = &worker_summary {
+        println!(
+            "workers:           {acked:.0} acked, {dead:.0} dead-lettered (duplicates are acked without a second effect)"
+        );
+        println!(
+            "interactions:      {interactions_sent} sent, {} answered ({deferred} deferred), {} completed; {} answered after 3 s",
+            first.len(),
+            done.len(),
+            first.iter().filter(|us| **us >= 3_000_000).count()
+        );
+        println!(
+            "not answered:      {expired:.0} interactions the workers found expired or unknown \
+             (the load mix's INTERACTION_CREATEs are not registered with the simulator's REST side)"
+        );
+        println!(
+            "emit→callback:     p50 {} p99 {} max {} (simulator clock, first response)",
+            fmt_us(percentile(first, 0.5)),
+            fmt_us(percentile(first, 0.99)),
+            fmt_us(first.iter().max().copied())
+        );
+        println!(
+            "emit→final answer: p50 {} p99 {} (after the chain read)",
+            fmt_us(percentile(done, 0.5)),
+            fmt_us(percentile(done, 0.99))
+        );
+        println!(
+            "worker RSS peak:   {} MiB",
+            peak_worker_rss
+                .iter()
+                .map(|r| format!("{:.1}", *r as f64 / 1024.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("worker/proxy exit: {codes:?}");
     } else {
         println!(
             "consumed:          {received} messages, {distinct} distinct message_ids, {} duplicates",
@@ -352,56 +519,6 @@ where
     Ok(())
 }
 
-/// The demo's vhost; created with rabbitmqctl when it is on this machine,
-/// which it is wherever `scripts/services.sh` set RabbitMQ up.
-fn ensure_vhost() {
-    let _ = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "add_vhost", VHOST])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let _ = std::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "set_permissions",
-            "-p",
-            VHOST,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Deletes the demo's Redis keys from an earlier run (redis-cli is there
-/// wherever `scripts/services.sh` set Redis up).
-fn clear_redis_keys() {
-    let mut keys = Vec::new();
-    for pattern in [format!("{REDIS_PREFIX}:*"), format!("{{{REDIS_PREFIX}:*")] {
-        if let Ok(out) = std::process::Command::new("redis-cli")
-            .args(["--scan", "--pattern", &pattern])
-            .output()
-        {
-            keys.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned),
-            );
-        }
-    }
-    if !keys.is_empty() {
-        let _ = std::process::Command::new("redis-cli")
-            .arg("DEL")
-            .args(&keys)
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
 async fn consume(
     connection: &Connection,
     consumed: &Arc<Mutex<Consumed>>,
@@ -468,46 +585,10 @@ async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Result<(),
     Ok(())
 }
 
-fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_or_else(|_| "127.0.0.1:9199".into(), |a| a.to_string())
-}
-
 fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-async fn scrape(addr: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.ok()?;
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// The confirm-latency histogram as (upper bound, cumulative count).

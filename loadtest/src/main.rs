@@ -6,7 +6,10 @@
 //! logging, parse, run, exit code.
 
 mod demo;
+mod ops;
+mod pipeline;
 mod sim_cmd;
+mod worker_bench;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -27,9 +30,13 @@ enum Command {
     /// Run the Discord simulator standalone, with background load and HTTP
     /// control endpoints (point any bot at the printed API base).
     Sim(sim_cmd::Args),
-    /// The whole pipeline with live figures: the simulator, the real
-    /// `arrakis ingest` binary and RabbitMQ, under a steady load.
+    /// The whole pipeline with live figures: the simulators, the real
+    /// `arrakis ingest`, `proxy` and two `work` processes, RabbitMQ, Redis
+    /// and Postgres, under a steady load with interactions.
     Demo(demo::Args),
+    /// Events/s one `arrakis work` process sustains, for a no-op handler or
+    /// a Postgres-writing one, from a pre-filled queue.
+    WorkerBench(worker_bench::Args),
 }
 
 #[tokio::main]
@@ -45,6 +52,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim_cmd::run(args).await.map_err(|e| e.to_string()),
         Command::Demo(args) => demo::run(args).await.map_err(|e| e.to_string()),
+        Command::WorkerBench(args) => worker_bench::run(args).await.map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

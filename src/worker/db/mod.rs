@@ -131,19 +131,32 @@ impl Db {
     pub async fn community_for_guild(&self, guild_id: u64) -> Result<i64, DbError> {
         let guild_id = i64::try_from(guild_id)
             .map_err(|_| DbError::Invalid(format!("guild id {guild_id} exceeds i64")))?;
-        // The no-op update makes RETURNING yield the id when the row
-        // exists, even if a concurrent insert just created it.
-        let rows = self
-            .conn()
-            .await?
+        // Read first: every event of a guild asks, and an upsert would lock
+        // and rewrite the community's row each time, serialising them.
+        let conn = self.conn().await?;
+        let rows = conn
             .query_typed(
-                "INSERT INTO communities (guild_id) VALUES ($1) \
-                 ON CONFLICT (guild_id) DO UPDATE SET guild_id = EXCLUDED.guild_id \
-                 RETURNING id",
+                "WITH found AS (SELECT id FROM communities WHERE guild_id = $1), \
+                 created AS (INSERT INTO communities (guild_id) \
+                   SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM found) \
+                   ON CONFLICT (guild_id) DO NOTHING RETURNING id) \
+                 SELECT id FROM found UNION ALL SELECT id FROM created",
                 &[(&guild_id, Type::INT8)],
             )
             .await?;
-        Ok(rows[0].get(0))
+        if let Some(row) = rows.first() {
+            return Ok(row.get(0));
+        }
+        // A concurrent insert won the race: its row is there now.
+        let rows = conn
+            .query_typed(
+                "SELECT id FROM communities WHERE guild_id = $1",
+                &[(&guild_id, Type::INT8)],
+            )
+            .await?;
+        rows.first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| DbError::Invalid(format!("community of guild {guild_id} vanished")))
     }
 
     /// Opens a transaction confined to `community_id` (see [`TenantTx`]).
