@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod proxy;
 pub mod queue;
+pub mod register;
 pub mod rest;
 pub mod runner;
 pub mod signal;

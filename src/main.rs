@@ -28,6 +28,9 @@ enum Role {
     /// Database migrations: creates the schema, RLS policies and the
     /// tenant role the workers switch to.
     Migrate(Box<arrakis::worker::db::migrate::MigrateArgs>),
+    /// Registers the Sietch slash commands with Discord (bulk overwrite
+    /// of the global commands through the REST proxy; idempotent).
+    RegisterCommands(Box<arrakis::register::RegisterArgs>),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,9 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string()),
         Role::Migrate(args) => runtime
             .block_on(arrakis::worker::db::migrate::run(*args))
+            .map_err(|e| e.to_string()),
+        Role::RegisterCommands(args) => runtime
+            .block_on(arrakis::register::run(*args))
             .map_err(|e| e.to_string()),
     };
     match result {

@@ -17,8 +17,8 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -35,6 +35,7 @@ use crate::worker::dispatch::{INTERACTIONS_QUEUE, WorkerHandler};
 use crate::worker::respond::{InteractionMetrics, RespondConfig, Responder};
 use crate::worker::rest::ProxyClient;
 use crate::worker::services::{EffectMetrics, Services};
+use crate::worker::sietch::{activity, sync, verify};
 use crate::worker::state::{CommandLimits, Job, Scheduler, State};
 
 /// Options of `arrakis work`; each is also an environment variable.
@@ -146,6 +147,11 @@ pub struct WorkArgs {
     /// Prefix of the Redis keys; replicas of one deployment share it.
     #[arg(long, env = "ARRAKIS_REDIS_PREFIX", value_name = "ARRAKIS_REDIS_PREFIX", default_value = "arrakis", value_parser = crate::proxy::parse_prefix)]
     pub redis_prefix: String,
+    /// Public base URL of this worker's verification endpoint, linked by
+    /// `/verify start` (a load balancer in front of the workers'
+    /// `ARRAKIS_HTTP_LISTEN`); `http://<ARRAKIS_HTTP_LISTEN>/verify` if unset.
+    #[arg(long, env = "ARRAKIS_VERIFY_URL", value_name = "ARRAKIS_VERIFY_URL")]
+    pub verify_url: Option<String>,
     /// Seconds allowed on shutdown for messages in flight.
     #[arg(
         long,
@@ -177,6 +183,8 @@ struct WorkStatus {
     consumers: Arc<ConsumerMetrics>,
     redis_up: AtomicBool,
     db_up: AtomicBool,
+    /// Set once the clients are up; the verification endpoint needs them.
+    services: OnceLock<Arc<Services>>,
 }
 
 impl crate::health::RoleStatus for WorkStatus {
@@ -199,6 +207,39 @@ impl crate::health::RoleStatus for WorkStatus {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    fn serves(&self, path: &str) -> bool {
+        path.starts_with("/verify/")
+    }
+
+    fn route(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> crate::health::RouteFuture {
+        let services = self.services.get().cloned();
+        let method = method.clone();
+        let session = path.trim_start_matches("/verify/").to_owned();
+        Box::pin(async move {
+            let Some(services) = services else {
+                return (
+                    hyper::StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    r#"{"ok":false,"error":"starting up"}"#.to_owned(),
+                );
+            };
+            let (status, body) = match method {
+                hyper::Method::GET => verify::describe(&services, &session).await,
+                hyper::Method::POST => verify::submit(&services, &session, &body).await,
+                _ => (
+                    hyper::StatusCode::METHOD_NOT_ALLOWED,
+                    serde_json::json!({ "ok": false, "error": "GET or POST" }),
+                ),
+            };
+            (status, "application/json", body.to_string())
+        })
+    }
 }
 
 /// Runs the worker until a signal.
@@ -218,6 +259,7 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
         consumers: consumer_metrics.clone(),
         redis_up: AtomicBool::new(false),
         db_up: AtomicBool::new(false),
+        services: OnceLock::new(),
     });
     let mut runner = Runner::start(args.http_listen, status.clone()).await?;
 
@@ -282,7 +324,12 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
         dedupe_lease: args.dedupe_lease,
         dedupe_keep: args.dedupe_keep,
         metrics: effect_metrics,
+        verify_url: args
+            .verify_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}/verify", args.http_listen)),
     });
+    let _ = status.services.set(services.clone());
     let handler = Arc::new(WorkerHandler::new(services.clone()));
     let (stop_tx, stop) = watch::channel(false);
     let drain = Duration::from_secs(args.drain_secs);
@@ -326,6 +373,7 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
         .run(stop.clone(), drain),
     );
     let scheduler = {
+        let prune_db = db.clone();
         let db = db.clone();
         let mut stopped = stop.clone();
         tokio::spawn(
@@ -336,7 +384,7 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
                         every: Duration::from_secs(3600),
                     },
                     move |_lease| {
-                        let db = db.clone();
+                        let db = prune_db.clone();
                         async move {
                             let n = db
                                 .prune_processed(Duration::from_secs(7 * 86_400))
@@ -344,6 +392,56 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
                                 .map_err(|e| e.to_string())?;
                             tracing::info!(pruned = n, "old processed-message records pruned");
                             Ok(())
+                        }
+                    },
+                )
+                .add(
+                    Job {
+                        name: "eligibility-sweep".to_owned(),
+                        every: Duration::from_secs(60),
+                    },
+                    {
+                        let services = services.clone();
+                        move |_lease| {
+                            let services = services.clone();
+                            async move { sweep(&services).await }
+                        }
+                    },
+                )
+                .add(
+                    Job {
+                        name: "activity-decay".to_owned(),
+                        every: Duration::from_secs(6 * 3600),
+                    },
+                    {
+                        let db = db.clone();
+                        move |_lease| {
+                            let db = db.clone();
+                            async move {
+                                let n =
+                                    activity::decay_all(&db).await.map_err(|e| e.to_string())?;
+                                tracing::info!(rows = n, "activity scores decayed by 10 %");
+                                Ok(())
+                            }
+                        }
+                    },
+                )
+                .add(
+                    Job {
+                        name: "badges".to_owned(),
+                        every: Duration::from_secs(86_400),
+                    },
+                    {
+                        let db = db.clone();
+                        move |_lease| {
+                            let db = db.clone();
+                            async move {
+                                let n = activity::award_badges_all(&db)
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                                tracing::info!(awarded = n, "daily badge check");
+                                Ok(())
+                            }
                         }
                     },
                 )
@@ -375,6 +473,23 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
     probe.abort();
     runner.finish();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Syncs every community that is due (6 h since its last sync, or 5 min
+/// since a failed attempt), one after another; each sync holds its own
+/// community lock, so workers sweeping at once never sync one community
+/// twice.
+async fn sweep(services: &Services) -> Result<(), String> {
+    let due = services
+        .db
+        .communities_due(sync::SYNC_EVERY, sync::RETRY_AFTER)
+        .await
+        .map_err(|e| e.to_string())?;
+    for community in due {
+        // Each outcome is logged and recorded on the community by run().
+        let _ = sync::run(services, community).await;
+    }
+    Ok(())
 }
 
 /// Connects Redis, retrying with back-off until it answers; `None` if a

@@ -68,7 +68,13 @@ async fn migrate_twice_applies_nothing_the_second_time() {
             .await
             .unwrap();
         let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        assert_eq!(got, vec![("0001".into(), "0001_initial".into())]);
+        assert_eq!(
+            got,
+            vec![
+                ("0001".into(), "0001_initial".into()),
+                ("0002".into(), "0002_sietch".into())
+            ]
+        );
 
         let out = Command::new(env!("CARGO_BIN_EXE_arrakis"))
             .arg("migrate")

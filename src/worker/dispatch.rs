@@ -146,11 +146,7 @@ impl WorkerHandler {
             }
         };
 
-        let spec = commands::plan_for(&interaction);
-        let plan = Plan {
-            defer_now: spec.slow,
-            ephemeral: spec.ephemeral,
-        };
+        let plan = commands::plan_for(&interaction);
         let limited = if interaction.kind == InteractionKind::Autocomplete {
             None
         } else {

@@ -11,7 +11,8 @@
 //!   retry, dead letter);
 //! - [`interaction`] and [`respond`]: the `INTERACTION_CREATE` payload and
 //!   answering it within Discord's 3 s window (deferring when needed);
-//!   [`commands`] is what each command does;
+//!   [`commands`] routes each to its handler in [`sietch`], the community
+//!   logic (commands, components, the eligibility sync, roles);
 //! - [`services`]: the clients handlers share: [`state`] (Redis: dedupe,
 //!   limits, cooldowns, sessions, locks and the scheduler), [`db`]
 //!   (Postgres with row-level security per community), [`chain`]
@@ -31,4 +32,5 @@ pub mod interaction;
 pub mod respond;
 pub mod rest;
 pub mod services;
+pub mod sietch;
 pub mod state;

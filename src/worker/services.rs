@@ -20,6 +20,8 @@ pub struct EffectMetrics {
     pub duplicates: Counter,
     /// Members recorded as joined.
     pub member_joins: Counter,
+    /// Guilds the bot joined (not the GUILD_CREATE burst after READY).
+    pub guild_joins: Counter,
 }
 
 impl EffectMetrics {
@@ -35,6 +37,11 @@ impl EffectMetrics {
             "worker_member_joins",
             "GUILD_MEMBER_ADD effects written",
             m.member_joins.clone(),
+        );
+        registry.register(
+            "worker_guild_joins",
+            "GUILD_CREATEs that were the bot joining a guild",
+            m.guild_joins.clone(),
         );
         Arc::new(m)
     }
@@ -61,4 +68,7 @@ pub struct Services {
     pub dedupe_keep: Duration,
     /// Counters.
     pub metrics: Arc<EffectMetrics>,
+    /// Public base URL of the verification endpoint (`…/verify`), linked
+    /// by `/verify start`.
+    pub verify_url: String,
 }

@@ -14,6 +14,11 @@
 //! | `GET /users/@me` | `user-me` | 5 per 5 s |
 //! | `POST /interactions/{id}/{token}/callback` | `interaction-cb` per interaction | 5 per 5 s, global-exempt |
 //! | `POST /webhooks/{id}/{token}`, `GET`/`PATCH`/`DELETE /webhooks/{id}/{token}/messages/{m}` | `webhook` per id + token | 5 per 2 s, global-exempt |
+//! | `PUT`/`DELETE /guilds/{g}/members/{u}/roles/{r}` | `member-roles` per guild | `role_limit` (50 per 1 s) |
+//! | `GET /guilds/{g}/members/{u}` | `member-get` per guild | 10 per 1 s |
+//! | `POST /users/@me/channels` | `dm-open` | `dm_limit` (10 per 1 s) |
+//! | `GET /applications/@me` | `app-me` | 5 per 5 s |
+//! | `GET`/`PUT /applications/{app}/commands` | `app-commands` per application | 10 per 10 s |
 //!
 //! Bot routes need `Authorization: Bot <token>` (401 otherwise); the global
 //! limit counts them, and any interaction or webhook request that carries
@@ -23,9 +28,19 @@
 //! 404, code 10062) and only once (else 400, code 40060); its token then
 //! works on the webhook routes for 15 minutes (else 401, code 50027).
 //!
+//! Guild members exist only when a test adds them
+//! ([`Simulator::add_member`]); role changes on them are recorded
+//! ([`RoleChange`]), and so is every message created ([`SentMessage`]),
+//! with its recipient when the channel is a DM opened here. A bulk
+//! overwrite of global commands is validated as Discord does (names,
+//! lengths, option nesting and order, choices) and answered 400, code
+//! 50035, naming the first problem.
+//!
+//! [`Simulator::add_member`]: super::Simulator::add_member
+//!
 //! [`Simulator::create_interaction`]: super::Simulator::create_interaction
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,8 +50,8 @@ use hyper::{Method, StatusCode};
 use tokio::time::Instant;
 
 use super::interactions::{
-    InteractionResponse, ResponseKind, ResponseLog, callback_problem, flags_and_content,
-    message_problem,
+    InteractionResponse, MAX_RECORDED, ResponseKind, ResponseLog, callback_problem,
+    flags_and_content, message_problem,
 };
 use super::ratelimit::{
     BucketDef, Limits, Request, RestArrival, RestFault, RestStats, Verdict, WindowKind, body_429,
@@ -69,8 +84,14 @@ pub struct RestSimConfig {
     pub callback_window: Duration,
     /// How long an interaction token works on the webhook routes.
     pub token_lifetime: Duration,
-    /// The application id in interactions and their webhook routes.
+    /// The application id in interactions and their webhook routes, and
+    /// the only one whose commands may be overwritten.
     pub application_id: u64,
+    /// `PUT`/`DELETE /guilds/{g}/members/{u}/roles/{r}`: limit and window
+    /// (per guild).
+    pub role_limit: (u32, Duration),
+    /// `POST /users/@me/channels`: limit and window.
+    pub dm_limit: (u32, Duration),
 }
 
 impl Default for RestSimConfig {
@@ -86,6 +107,8 @@ impl Default for RestSimConfig {
             callback_window: Duration::from_secs(3),
             token_lifetime: Duration::from_secs(15 * 60),
             application_id: 1_100_000_000_000_000_001,
+            role_limit: (50, Duration::from_secs(1)),
+            dm_limit: (10, Duration::from_secs(1)),
         }
     }
 }
@@ -110,11 +133,69 @@ struct InteractionState {
     kind: u8,
 }
 
+/// One successful role change on a guild member, as the simulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    /// The guild.
+    pub guild_id: u64,
+    /// The member.
+    pub user_id: u64,
+    /// The role.
+    pub role_id: u64,
+    /// `true` for `PUT` (added), `false` for `DELETE` (removed).
+    pub added: bool,
+    /// The `X-Audit-Log-Reason` header, percent-decoded.
+    pub reason: Option<String>,
+}
+
+/// One message created with `POST /channels/{c}/messages`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentMessage {
+    /// The channel it went to.
+    pub channel_id: u64,
+    /// The recipient when the channel is a DM opened with
+    /// `POST /users/@me/channels`.
+    pub recipient_id: Option<u64>,
+    /// Its `content` (empty when absent).
+    pub content: String,
+    /// The whole body (`null` when it was not JSON).
+    pub body: serde_json::Value,
+}
+
+/// What the simulator keeps of a registered command: its id, version and
+/// the body it was registered with (to keep the version when unchanged).
+#[derive(Debug, Clone)]
+struct CommandSlot {
+    id: String,
+    version: String,
+    body: serde_json::Value,
+}
+
 #[derive(Debug, Default)]
 struct State {
     limits: Limits,
     interactions: HashMap<String, InteractionState>,
     responses: ResponseLog,
+    /// Roles of each member, by (guild, user).
+    members: HashMap<(u64, u64), BTreeSet<u64>>,
+    role_changes: VecDeque<RoleChange>,
+    /// DM channel by recipient, and recipient by DM channel.
+    dm_by_recipient: HashMap<u64, u64>,
+    dm_recipient: HashMap<u64, u64>,
+    messages: VecDeque<SentMessage>,
+    /// The global commands as last overwritten (answer bodies).
+    commands: Vec<serde_json::Value>,
+    /// Ids and versions by (type, name), kept across overwrites.
+    command_slots: HashMap<(u64, String), CommandSlot>,
+    overwrites: u64,
+}
+
+/// Push onto a log bounded at [`MAX_RECORDED`].
+fn push_bounded<T>(log: &mut VecDeque<T>, item: T) {
+    if log.len() == MAX_RECORDED {
+        log.pop_front();
+    }
+    log.push_back(item);
 }
 
 /// The REST side's shared state.
@@ -156,6 +237,39 @@ impl RestSim {
 
     pub(crate) fn inject(&self, fault: RestFault) {
         self.state().limits.inject(fault);
+    }
+
+    pub(crate) fn add_member(&self, guild_id: u64, user_id: u64, roles: &[u64]) {
+        self.state()
+            .members
+            .insert((guild_id, user_id), roles.iter().copied().collect());
+    }
+
+    pub(crate) fn remove_member(&self, guild_id: u64, user_id: u64) {
+        self.state().members.remove(&(guild_id, user_id));
+    }
+
+    pub(crate) fn member_roles(&self, guild_id: u64, user_id: u64) -> Option<Vec<u64>> {
+        self.state()
+            .members
+            .get(&(guild_id, user_id))
+            .map(|r| r.iter().copied().collect())
+    }
+
+    pub(crate) fn role_changes(&self) -> Vec<RoleChange> {
+        self.state().role_changes.iter().cloned().collect()
+    }
+
+    pub(crate) fn messages_sent(&self) -> Vec<SentMessage> {
+        self.state().messages.iter().cloned().collect()
+    }
+
+    pub(crate) fn registered_commands(&self) -> Vec<serde_json::Value> {
+        self.state().commands.clone()
+    }
+
+    pub(crate) fn command_overwrites(&self) -> u64 {
+        self.state().overwrites
     }
 
     pub(crate) fn create_interaction(&self, cfg: &RestSimConfig) -> SimInteraction {
@@ -213,6 +327,16 @@ enum Answer {
     Guild,
     User,
     NoContent,
+    /// `PUT`/`DELETE` of a member's role.
+    MemberRole,
+    /// A guild member object.
+    Member,
+    /// A DM channel opened.
+    DmChannel,
+    /// The application (`/applications/@me`).
+    Application,
+    /// The global commands (`GET` lists, `PUT` overwrites).
+    Commands,
 }
 
 fn fixed(hash: &'static str, limit: u32, window_ms: u64, kind: WindowKind) -> BucketDef {
@@ -235,12 +359,16 @@ fn message_age_ms(message_id: &str) -> Option<u64> {
     Some(now.saturating_sub(created))
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The bucket of a route, given its params and body.
 fn bucket(spec: &Spec, req: &RestRequest, method: &Method) -> Option<BucketDef> {
     let cfg = &req.sim.cfg.rest;
     let k = cfg.window_kind;
     let (limit, window) = cfg.message_limit;
-    let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    let ms = millis(window);
     Some(match (method.as_str(), spec.template) {
         ("POST", "/channels/{}/messages") => fixed("msg-create", limit, ms, k),
         ("GET", "/channels/{}/messages") => fixed("msg-list", 10, 1_000, WindowKind::Sliding),
@@ -269,6 +397,17 @@ fn bucket(spec: &Spec, req: &RestRequest, method: &Method) -> Option<BucketDef> 
         ("GET", "/users/@me") => fixed("user-me", 5, 5_000, k),
         (_, "/interactions/{}/{}/callback") => fixed("interaction-cb", 5, 5_000, k),
         (_, t) if t.starts_with("/webhooks/") => fixed("webhook", 5, 2_000, k),
+        (_, "/guilds/{}/members/{}/roles/{}") => {
+            let (limit, window) = cfg.role_limit;
+            fixed("member-roles", limit, millis(window), k)
+        }
+        ("GET", "/guilds/{}/members/{}") => fixed("member-get", 10, 1_000, k),
+        ("POST", "/users/@me/channels") => {
+            let (limit, window) = cfg.dm_limit;
+            fixed("dm-open", limit, millis(window), k)
+        }
+        ("GET", "/applications/@me") => fixed("app-me", 5, 5_000, k),
+        (_, "/applications/{}/commands") => fixed("app-commands", 10, 10_000, k),
         _ => return None,
     })
 }
@@ -396,7 +535,8 @@ async fn serve(req: RestRequest, method: Method, spec: Spec) -> RestResponse {
     let status = response.status().as_u16();
     {
         let mut st = sim.rest.state();
-        if matches!(status, 401 | 403) && spec.kind != Kind::Bot {
+        // A bot route's 401 for a missing token was counted above.
+        if status == 403 || (status == 401 && spec.kind != Kind::Bot) {
             st.limits.stats.invalid += 1;
         }
         if let Some(arrival) = arrival.and_then(|i| st.limits.arrivals.get_mut(i)) {
@@ -535,17 +675,46 @@ fn answer(
                 }
             }
         }
-        Kind::Bot => {}
+        Kind::Bot => {
+            if let Some(resp) = answer_bot(rest, req, method, spec, cfg) {
+                return resp;
+            }
+        }
     }
     let channel = req.params.first().cloned().unwrap_or_default();
     match (spec.answer, method) {
-        (Answer::NoContent, _) | (_, &Method::DELETE) => json(StatusCode::NO_CONTENT, ""),
+        (
+            Answer::NoContent
+            | Answer::MemberRole
+            | Answer::Member
+            | Answer::DmChannel
+            | Answer::Application
+            | Answer::Commands,
+            _,
+        )
+        | (_, &Method::DELETE) => json(StatusCode::NO_CONTENT, ""),
         (Answer::List, _) => json(StatusCode::OK, "[]"),
         (Answer::Message, _) => {
-            let content = serde_json::from_slice::<serde_json::Value>(&req.body)
-                .ok()
-                .and_then(|v| v.get("content").cloned())
+            let body = serde_json::from_slice::<serde_json::Value>(&req.body)
+                .unwrap_or(serde_json::Value::Null);
+            let content = body
+                .get("content")
+                .cloned()
                 .unwrap_or(serde_json::Value::String(String::new()));
+            if spec.kind == Kind::Bot && method == Method::POST {
+                let channel_id = channel.parse().unwrap_or(0);
+                let mut st = rest.state();
+                let recipient_id = st.dm_recipient.get(&channel_id).copied();
+                push_bounded(
+                    &mut st.messages,
+                    SentMessage {
+                        channel_id,
+                        recipient_id,
+                        content: content.as_str().unwrap_or_default().to_owned(),
+                        body,
+                    },
+                );
+            }
             json(
                 StatusCode::OK,
                 serde_json::json!({
@@ -571,6 +740,661 @@ fn answer(
                 .to_string(),
         ),
     }
+}
+
+/// A user object for `id` (the same shape interactions carry).
+fn user_object(id: u64) -> serde_json::Value {
+    serde_json::json!({
+        "id": id.to_string(),
+        "username": format!("user{}", id % 100_000),
+        "global_name": null,
+        "avatar": null,
+        "discriminator": "0",
+    })
+}
+
+/// `%XX` escapes decoded (invalid ones kept as they are), then UTF-8 read
+/// leniently.
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Answers of the bot routes that keep state (members, DMs, commands);
+/// `None` for the others.
+fn answer_bot(
+    rest: &RestSim,
+    req: &RestRequest,
+    method: &Method,
+    spec: Spec,
+    cfg: &RestSimConfig,
+) -> Option<RestResponse> {
+    let id = |i: usize| req.params.get(i).and_then(|p| p.parse::<u64>().ok());
+    Some(match spec.answer {
+        Answer::MemberRole => {
+            let (Some(guild_id), Some(user_id)) = (id(0), id(1)) else {
+                return Some(unknown_member());
+            };
+            let Some(role_id) = id(2) else {
+                return Some(discord_error(StatusCode::NOT_FOUND, 10_011, "Unknown Role"));
+            };
+            let added = method == Method::PUT;
+            let reason = req
+                .headers
+                .get("x-audit-log-reason")
+                .and_then(|v| v.to_str().ok())
+                .map(percent_decode);
+            let mut st = rest.state();
+            let Some(roles) = st.members.get_mut(&(guild_id, user_id)) else {
+                return Some(unknown_member());
+            };
+            if added {
+                roles.insert(role_id);
+            } else {
+                roles.remove(&role_id);
+            }
+            push_bounded(
+                &mut st.role_changes,
+                RoleChange {
+                    guild_id,
+                    user_id,
+                    role_id,
+                    added,
+                    reason,
+                },
+            );
+            json(StatusCode::NO_CONTENT, "")
+        }
+        Answer::Member => {
+            let (Some(guild_id), Some(user_id)) = (id(0), id(1)) else {
+                return Some(unknown_member());
+            };
+            let Some(roles) = rest.member_roles(guild_id, user_id) else {
+                return Some(unknown_member());
+            };
+            let roles: Vec<String> = roles.iter().map(u64::to_string).collect();
+            json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "user": user_object(user_id),
+                    "roles": roles,
+                    "joined_at": "2025-01-01T00:00:00.000000+00:00",
+                    "nick": null,
+                    "avatar": null,
+                    "premium_since": null,
+                    "communication_disabled_until": null,
+                    "pending": false,
+                    "deaf": false,
+                    "mute": false,
+                    "flags": 0,
+                })
+                .to_string(),
+            )
+        }
+        Answer::DmChannel => open_dm(rest, req),
+        Answer::Application => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "id": cfg.application_id.to_string(),
+                "name": "arrakis-sim",
+                "description": "",
+                "icon": null,
+                "bot_public": false,
+                "bot_require_code_grant": false,
+                "flags": 0,
+                "bot": {
+                    "id": cfg.application_id.to_string(),
+                    "username": "arrakis-sim",
+                    "global_name": null,
+                    "avatar": null,
+                    "discriminator": "0",
+                    "bot": true,
+                },
+            })
+            .to_string(),
+        ),
+        Answer::Commands => {
+            if id(0) != Some(cfg.application_id) {
+                return Some(discord_error(
+                    StatusCode::FORBIDDEN,
+                    50_001,
+                    "Missing Access",
+                ));
+            }
+            if method == Method::PUT {
+                overwrite_commands(rest, req, cfg)
+            } else {
+                let commands = rest.registered_commands();
+                json(
+                    StatusCode::OK,
+                    serde_json::Value::Array(commands).to_string(),
+                )
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn unknown_member() -> RestResponse {
+    discord_error(StatusCode::NOT_FOUND, 10_007, "Unknown Member")
+}
+
+/// `POST /users/@me/channels`: the recipient's DM channel, the same one
+/// every time.
+fn open_dm(rest: &RestSim, req: &RestRequest) -> RestResponse {
+    let body: serde_json::Value =
+        serde_json::from_slice(&req.body).unwrap_or(serde_json::Value::Null);
+    let recipient = match body.get("recipient_id") {
+        Some(serde_json::Value::String(s)) => s.parse::<u64>().ok(),
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        _ => None,
+    };
+    let Some(recipient) = recipient.filter(|&r| r > 0) else {
+        let problem = if body.get("recipient_id").is_some() {
+            FormError::new(
+                &["recipient_id"],
+                "NUMBER_TYPE_COERCE",
+                "Value is not snowflake.",
+            )
+        } else {
+            FormError::new(
+                &["recipient_id"],
+                "BASE_TYPE_REQUIRED",
+                "This field is required",
+            )
+        };
+        return problem.response();
+    };
+    let mut st = rest.state();
+    let channel = match st.dm_by_recipient.get(&recipient) {
+        Some(&c) => c,
+        None => {
+            let c = rest.snowflake();
+            st.dm_by_recipient.insert(recipient, c);
+            st.dm_recipient.insert(c, recipient);
+            c
+        }
+    };
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "id": channel.to_string(),
+            "type": 1,
+            "last_message_id": null,
+            "flags": 0,
+            "recipients": [user_object(recipient)],
+        })
+        .to_string(),
+    )
+}
+
+/// `PUT /applications/{app}/commands`: validate, then replace the set.
+fn overwrite_commands(rest: &RestSim, req: &RestRequest, cfg: &RestSimConfig) -> RestResponse {
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
+        return discord_error(
+            StatusCode::BAD_REQUEST,
+            50_109,
+            "The request body contains invalid JSON.",
+        );
+    };
+    let commands = match validate_commands(&body) {
+        Ok(c) => c,
+        Err(problem) => return problem.response(),
+    };
+    let application_id = cfg.application_id.to_string();
+    let mut st = rest.state();
+    let mut stored = Vec::with_capacity(commands.len());
+    for command in commands {
+        let mut c = command.as_object().cloned().unwrap_or_default();
+        for key in ["id", "application_id", "version"] {
+            c.remove(key);
+        }
+        let type_ = command_type(command);
+        c.insert("type".to_owned(), type_.into());
+        c.entry("description").or_insert_with(|| "".into());
+        c.entry("default_member_permissions")
+            .or_insert(serde_json::Value::Null);
+        c.entry("nsfw").or_insert(false.into());
+        let name = c
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let content = serde_json::Value::Object(c.clone());
+        let slot = match st.command_slots.get(&(type_, name.clone())) {
+            Some(slot) if slot.body == content => slot.clone(),
+            Some(slot) => CommandSlot {
+                id: slot.id.clone(),
+                version: rest.snowflake().to_string(),
+                body: content,
+            },
+            None => CommandSlot {
+                id: rest.snowflake().to_string(),
+                version: rest.snowflake().to_string(),
+                body: content,
+            },
+        };
+        c.insert("id".to_owned(), slot.id.clone().into());
+        c.insert("application_id".to_owned(), application_id.clone().into());
+        c.insert("version".to_owned(), slot.version.clone().into());
+        st.command_slots.insert((type_, name), slot);
+        stored.push(serde_json::Value::Object(c));
+    }
+    st.commands.clone_from(&stored);
+    st.overwrites += 1;
+    json(StatusCode::OK, serde_json::Value::Array(stored).to_string())
+}
+
+/// The first problem Discord would name in a form body: where, its code
+/// and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FormError {
+    path: Vec<String>,
+    code: &'static str,
+    message: String,
+}
+
+impl FormError {
+    fn new(path: &[&str], code: &'static str, message: &str) -> Self {
+        Self {
+            path: path.iter().map(|&p| p.to_owned()).collect(),
+            code,
+            message: message.to_owned(),
+        }
+    }
+
+    fn at(path: &[String], field: &str, code: &'static str, message: &str) -> Self {
+        let mut path = path.to_vec();
+        if !field.is_empty() {
+            path.push(field.to_owned());
+        }
+        Self {
+            path,
+            code,
+            message: message.to_owned(),
+        }
+    }
+
+    /// 400, code 50035, with Discord's nested `errors`.
+    fn response(&self) -> RestResponse {
+        let leaf = serde_json::json!({
+            "_errors": [{ "code": self.code, "message": self.message }],
+        });
+        let errors = self.path.iter().rev().fold(leaf, |inner, key| {
+            let mut m = serde_json::Map::new();
+            m.insert(key.clone(), inner);
+            serde_json::Value::Object(m)
+        });
+        json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({
+                "code": 50_035,
+                "message": "Invalid Form Body",
+                "errors": errors,
+            })
+            .to_string(),
+        )
+    }
+}
+
+/// A command's `type` (1, chat input, when absent).
+fn command_type(command: &serde_json::Value) -> u64 {
+    command
+        .get("type")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1)
+}
+
+/// A chat input command or option name: 1–32 of `-`, `_`, lowercase
+/// letters (any script) and digits.
+fn valid_chat_name(name: &str) -> bool {
+    (1..=32).contains(&name.chars().count())
+        && name.chars().all(|c| {
+            c == '-'
+                || c == '_'
+                || c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || (!c.is_ascii() && c.is_alphanumeric() && !c.is_uppercase())
+        })
+}
+
+fn bad_length(path: &[String], field: &str, min: usize, max: usize) -> FormError {
+    FormError::at(
+        path,
+        field,
+        "BASE_TYPE_BAD_LENGTH",
+        &format!("Must be between {min} and {max} in length."),
+    )
+}
+
+/// `field` of `value` as a string whose length is in `min..=max`.
+fn check_text(
+    value: &serde_json::Value,
+    path: &[String],
+    field: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), FormError> {
+    match value.get(field) {
+        Some(serde_json::Value::String(s)) if (min..=max).contains(&s.chars().count()) => Ok(()),
+        Some(serde_json::Value::String(_)) => Err(bad_length(path, field, min, max)),
+        None | Some(serde_json::Value::Null) if min > 0 => Err(FormError::at(
+            path,
+            field,
+            "BASE_TYPE_REQUIRED",
+            "This field is required",
+        )),
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(_) => Err(FormError::at(
+            path,
+            field,
+            "STRING_TYPE_CONVERT",
+            "Could not interpret value as string.",
+        )),
+    }
+}
+
+/// A bulk overwrite body checked against Discord's rules; the commands, or
+/// the first problem.
+fn validate_commands(body: &serde_json::Value) -> Result<&[serde_json::Value], FormError> {
+    let Some(commands) = body.as_array() else {
+        return Err(FormError::new(&[], "BASE_TYPE_ARRAY", "Must be an array."));
+    };
+    if commands.len() > 100 {
+        return Err(FormError::new(
+            &[],
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 100 or fewer in length.",
+        ));
+    }
+    let mut names = HashSet::new();
+    for (i, command) in commands.iter().enumerate() {
+        let path = vec![i.to_string()];
+        if !command.is_object() {
+            return Err(FormError::at(
+                &path,
+                "",
+                "DICT_TYPE_CONVERT",
+                "Only dictionaries may be used in a DictType",
+            ));
+        }
+        let type_ = match command.get("type") {
+            None | Some(serde_json::Value::Null) => 1,
+            Some(t) => match t.as_u64().filter(|t| (1..=4).contains(t)) {
+                Some(t) => t,
+                None => {
+                    return Err(FormError::at(
+                        &path,
+                        "type",
+                        "BASE_TYPE_CHOICES",
+                        "Value must be one of {1, 2, 3, 4}.",
+                    ));
+                }
+            },
+        };
+        check_text(command, &path, "name", 1, 32)?;
+        let name = command
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        if type_ == 1 && !valid_chat_name(name) {
+            return Err(FormError::at(
+                &path,
+                "name",
+                "APPLICATION_COMMAND_INVALID_NAME",
+                "Command name is invalid",
+            ));
+        }
+        if type_ == 1 {
+            check_text(command, &path, "description", 1, 100)?;
+        } else {
+            check_text(command, &path, "description", 0, 0)?;
+        }
+        match command.get("default_member_permissions") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(s))
+                if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {}
+            Some(_) => {
+                return Err(FormError::at(
+                    &path,
+                    "default_member_permissions",
+                    "NUMBER_TYPE_COERCE",
+                    "Value is not a decimal permission string.",
+                ));
+            }
+        }
+        if !names.insert((type_, name)) {
+            return Err(FormError::at(
+                &path,
+                "name",
+                "APPLICATION_COMMAND_ALREADY_EXISTS",
+                "Application command names must be unique",
+            ));
+        }
+        if let Some(options) = command.get("options").filter(|o| !o.is_null()) {
+            let mut path = path;
+            path.push("options".to_owned());
+            validate_options(options, &path, Level::Top)?;
+        }
+    }
+    Ok(commands)
+}
+
+/// Where an options array sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// A command's own options.
+    Top,
+    /// A subcommand group's (subcommands only).
+    Group,
+    /// A subcommand's (no subcommands or groups).
+    Subcommand,
+}
+
+fn options_problem(path: &[String], field: &str, message: &str) -> FormError {
+    FormError::at(path, field, "APPLICATION_COMMAND_OPTIONS_INVALID", message)
+}
+
+/// One level of options checked: count, names, descriptions, types,
+/// nesting, required-first, choices; then the levels below.
+fn validate_options(
+    options: &serde_json::Value,
+    path: &[String],
+    level: Level,
+) -> Result<(), FormError> {
+    let Some(options) = options.as_array() else {
+        return Err(FormError::at(
+            path,
+            "",
+            "BASE_TYPE_ARRAY",
+            "Must be an array.",
+        ));
+    };
+    if options.len() > 25 {
+        return Err(FormError::at(
+            path,
+            "",
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 25 or fewer in length.",
+        ));
+    }
+    let (mut subcommands, mut plain, mut optional_seen) = (false, false, false);
+    let mut names = HashSet::new();
+    for (j, option) in options.iter().enumerate() {
+        let mut here = path.to_vec();
+        here.push(j.to_string());
+        if !option.is_object() {
+            return Err(FormError::at(
+                &here,
+                "",
+                "DICT_TYPE_CONVERT",
+                "Only dictionaries may be used in a DictType",
+            ));
+        }
+        let Some(type_) = option
+            .get("type")
+            .and_then(serde_json::Value::as_u64)
+            .filter(|t| (1..=11).contains(t))
+        else {
+            return Err(FormError::at(
+                &here,
+                "type",
+                "BASE_TYPE_CHOICES",
+                "Value must be one of {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}.",
+            ));
+        };
+        check_text(option, &here, "name", 1, 32)?;
+        let name = option
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        if !valid_chat_name(name) {
+            return Err(FormError::at(
+                &here,
+                "name",
+                "APPLICATION_COMMAND_INVALID_NAME",
+                "Command name is invalid",
+            ));
+        }
+        if !names.insert(name) {
+            return Err(FormError::at(
+                &here,
+                "name",
+                "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
+                "Option names must be unique",
+            ));
+        }
+        check_text(option, &here, "description", 1, 100)?;
+        let nested = type_ <= 2;
+        match (type_, level) {
+            (2, Level::Group | Level::Subcommand) => {
+                return Err(options_problem(
+                    &here,
+                    "type",
+                    "Subcommand groups may only be top-level options",
+                ));
+            }
+            (1, Level::Subcommand) => {
+                return Err(options_problem(
+                    &here,
+                    "type",
+                    "Subcommands may not contain subcommands",
+                ));
+            }
+            (3.., Level::Group) => {
+                return Err(options_problem(
+                    &here,
+                    "type",
+                    "Subcommand groups may only contain subcommands",
+                ));
+            }
+            _ => {}
+        }
+        if (nested && plain) || (!nested && subcommands) {
+            return Err(options_problem(
+                &here,
+                "type",
+                "Subcommands and groups may not be mixed with other options",
+            ));
+        }
+        subcommands |= nested;
+        plain |= !nested;
+        if !nested {
+            let required = option
+                .get("required")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+            if required && optional_seen {
+                return Err(FormError::at(
+                    &here,
+                    "required",
+                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                    "Required options must be placed before non-required options",
+                ));
+            }
+            optional_seen |= !required;
+            check_choices(option, &here)?;
+        }
+        if let Some(inner) = option.get("options").filter(|o| !o.is_null()) {
+            let below = match type_ {
+                2 => Level::Group,
+                1 => Level::Subcommand,
+                _ => {
+                    return Err(options_problem(
+                        &here,
+                        "options",
+                        "Only subcommands and groups have options",
+                    ));
+                }
+            };
+            here.push("options".to_owned());
+            validate_options(inner, &here, below)?;
+        }
+    }
+    Ok(())
+}
+
+/// `choices`: at most 25, names 1–100, not with `autocomplete`.
+fn check_choices(option: &serde_json::Value, path: &[String]) -> Result<(), FormError> {
+    let choices = match option.get("choices") {
+        None | Some(serde_json::Value::Null) => return Ok(()),
+        Some(serde_json::Value::Array(c)) => c,
+        Some(_) => {
+            return Err(FormError::at(
+                path,
+                "choices",
+                "BASE_TYPE_ARRAY",
+                "Must be an array.",
+            ));
+        }
+    };
+    if choices.len() > 25 {
+        return Err(FormError::at(
+            path,
+            "choices",
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 25 or fewer in length.",
+        ));
+    }
+    let autocomplete = option
+        .get("autocomplete")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if autocomplete && !choices.is_empty() {
+        return Err(FormError::at(
+            path,
+            "autocomplete",
+            "APPLICATION_COMMAND_OPTIONS_AUTOCOMPLETE_CHOICES",
+            "Autocomplete may not be enabled on an option with choices",
+        ));
+    }
+    for (k, choice) in choices.iter().enumerate() {
+        let mut here = path.to_vec();
+        here.extend(["choices".to_owned(), k.to_string()]);
+        check_text(choice, &here, "name", 1, 100)?;
+    }
+    Ok(())
 }
 
 /// Adds the rate-limited Discord routes to `router`.
@@ -680,6 +1504,55 @@ pub(crate) fn routes(router: &mut Router) {
             "/webhooks/{}/{}/messages/{}",
             Kind::Webhook,
             Answer::NoContent,
+        ),
+        (
+            Method::PUT,
+            "/api/v10/guilds/{g}/members/{u}/roles/{r}",
+            "/guilds/{}/members/{}/roles/{}",
+            Kind::Bot,
+            Answer::MemberRole,
+        ),
+        (
+            Method::DELETE,
+            "/api/v10/guilds/{g}/members/{u}/roles/{r}",
+            "/guilds/{}/members/{}/roles/{}",
+            Kind::Bot,
+            Answer::MemberRole,
+        ),
+        (
+            Method::GET,
+            "/api/v10/guilds/{g}/members/{u}",
+            "/guilds/{}/members/{}",
+            Kind::Bot,
+            Answer::Member,
+        ),
+        (
+            Method::POST,
+            "/api/v10/users/@me/channels",
+            "/users/@me/channels",
+            Kind::Bot,
+            Answer::DmChannel,
+        ),
+        (
+            Method::GET,
+            "/api/v10/applications/@me",
+            "/applications/@me",
+            Kind::Bot,
+            Answer::Application,
+        ),
+        (
+            Method::GET,
+            "/api/v10/applications/{a}/commands",
+            "/applications/{}/commands",
+            Kind::Bot,
+            Answer::Commands,
+        ),
+        (
+            Method::PUT,
+            "/api/v10/applications/{a}/commands",
+            "/applications/{}/commands",
+            Kind::Bot,
+            Answer::Commands,
         ),
     ];
     for (method, pattern, template, kind, answer) in table {

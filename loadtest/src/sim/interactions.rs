@@ -35,6 +35,9 @@ pub enum InteractionKind {
         custom_id: String,
         /// 2 button, 3 string select, …
         component_type: u8,
+        /// The values chosen in a select menu (`data.values`; empty for a
+        /// button, and then not sent).
+        values: Vec<String>,
     },
     /// Autocomplete of a command option (type 4): one option is `focused`.
     Autocomplete {
@@ -111,6 +114,17 @@ impl InteractionSpec {
         Self::new(InteractionKind::Component {
             custom_id: custom_id.to_owned(),
             component_type: 2,
+            values: Vec::new(),
+        })
+    }
+
+    /// A choice of `values` in the string select `custom_id`.
+    #[must_use]
+    pub fn select(custom_id: &str, values: &[&str]) -> Self {
+        Self::new(InteractionKind::Component {
+            custom_id: custom_id.to_owned(),
+            component_type: 3,
+            values: values.iter().map(|&v| v.to_owned()).collect(),
         })
     }
 
@@ -163,7 +177,14 @@ impl InteractionSpec {
             InteractionKind::Component {
                 custom_id,
                 component_type,
-            } => json!({ "custom_id": custom_id, "component_type": component_type }),
+                values,
+            } => {
+                let mut data = json!({ "custom_id": custom_id, "component_type": component_type });
+                if *component_type != 2 || !values.is_empty() {
+                    data["values"] = json!(values);
+                }
+                data
+            }
             InteractionKind::ModalSubmit {
                 custom_id,
                 components,
@@ -409,6 +430,10 @@ mod tests {
         assert_eq!(d["data"]["custom_id"], "dir:next");
         assert!(d.get("message").is_some());
         assert_eq!(d["guild_id"], "99");
+        assert!(d["data"].get("values").is_none());
+        let d = InteractionSpec::select("pick", &["a", "b"]).payload("7", "tok", "11", 99);
+        assert_eq!(d["data"]["component_type"], 3);
+        assert_eq!(d["data"]["values"], json!(["a", "b"]));
     }
 
     #[test]

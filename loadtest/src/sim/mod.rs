@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use compress::ZLIB_SUFFIX;
-pub use discord_rest::{RestSimConfig, SimInteraction};
+pub use discord_rest::{RestSimConfig, RoleChange, SentMessage, SimInteraction};
 pub use events::EventKind;
 pub use fault::{Fault, UnknownFault};
 pub use interactions::{
@@ -488,6 +488,37 @@ impl Simulator {
         shard_id: u32,
         spec: InteractionSpec,
     ) -> Option<EmittedInteraction> {
+        let (mut emitted, d) = self.register_spec(shard_id, &spec);
+        emitted.seq = self.inner.emit(
+            shard_id,
+            &EventKind::Raw {
+                name: "INTERACTION_CREATE".to_owned(),
+                d: d.to_string(),
+            },
+        )?;
+        Some(emitted)
+    }
+
+    /// Registers `spec` with the REST side exactly as
+    /// [`Simulator::emit_interaction`] does (its 3 s window starts now) but
+    /// sends nothing on the gateway. Returns the interaction (seq 0; guild
+    /// `spec.guild_id` or shard 0's first guild) and the `d` its
+    /// `INTERACTION_CREATE` would carry, for a test to deliver itself.
+    #[must_use]
+    pub fn prepare_interaction(
+        &self,
+        spec: InteractionSpec,
+    ) -> (EmittedInteraction, serde_json::Value) {
+        self.register_spec(0, &spec)
+    }
+
+    /// Registers `spec` as if sent on `shard_id` now: the interaction (seq
+    /// 0) and its `INTERACTION_CREATE` payload.
+    fn register_spec(
+        &self,
+        shard_id: u32,
+        spec: &InteractionSpec,
+    ) -> (EmittedInteraction, serde_json::Value) {
         let cfg = &self.inner.cfg;
         let guild = spec.guild_id.unwrap_or_else(|| {
             events::Target {
@@ -507,20 +538,59 @@ impl Simulator {
             &registered.application_id,
             guild,
         );
-        let seq = self.inner.emit(
-            shard_id,
-            &EventKind::Raw {
-                name: "INTERACTION_CREATE".to_owned(),
-                d: d.to_string(),
-            },
-        )?;
-        Some(EmittedInteraction {
+        let emitted = EmittedInteraction {
             id: registered.id,
             token: registered.token,
             application_id: registered.application_id,
-            seq,
+            seq: 0,
             guild_id: guild,
-        })
+        };
+        (emitted, d)
+    }
+
+    /// Make `user_id` a member of `guild_id` holding `roles` (replacing
+    /// any earlier membership), for the member and role routes.
+    pub fn add_member(&self, guild_id: u64, user_id: u64, roles: &[u64]) {
+        self.inner.rest.add_member(guild_id, user_id, roles);
+    }
+
+    /// Remove `user_id` from `guild_id`: the member routes answer 404,
+    /// code 10007, for them afterwards.
+    pub fn remove_member(&self, guild_id: u64, user_id: u64) {
+        self.inner.rest.remove_member(guild_id, user_id);
+    }
+
+    /// The member's current roles, sorted; `None` when not a member.
+    #[must_use]
+    pub fn member_roles(&self, guild_id: u64, user_id: u64) -> Option<Vec<u64>> {
+        self.inner.rest.member_roles(guild_id, user_id)
+    }
+
+    /// Every successful role `PUT`/`DELETE`, in order; the last 100,000
+    /// are kept.
+    #[must_use]
+    pub fn role_changes(&self) -> Vec<RoleChange> {
+        self.inner.rest.role_changes()
+    }
+
+    /// Every message created with `POST /channels/{c}/messages`, in
+    /// order; the last 100,000 are kept.
+    #[must_use]
+    pub fn messages_sent(&self) -> Vec<SentMessage> {
+        self.inner.rest.messages_sent()
+    }
+
+    /// The global commands as the last successful bulk overwrite left them
+    /// (with their `id`, `application_id` and `version`).
+    #[must_use]
+    pub fn registered_commands(&self) -> Vec<serde_json::Value> {
+        self.inner.rest.registered_commands()
+    }
+
+    /// How many bulk overwrites of the global commands succeeded.
+    #[must_use]
+    pub fn command_overwrites(&self) -> u64 {
+        self.inner.rest.command_overwrites()
     }
 
     /// Every response the bot sent for interactions (callbacks and webhook

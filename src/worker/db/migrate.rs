@@ -12,10 +12,16 @@ use super::quote_ident;
 use crate::config::redact_url;
 
 /// The migrations in order, compiled into the binary.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_initial",
-    include_str!("../../../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_initial",
+        include_str!("../../../migrations/0001_initial.sql"),
+    ),
+    (
+        "0002_sietch",
+        include_str!("../../../migrations/0002_sietch.sql"),
+    ),
+];
 
 /// Serialises migrators of one database; transaction-scoped so it holds
 /// through PgBouncer in transaction mode.

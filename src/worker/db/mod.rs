@@ -6,6 +6,7 @@
 //! query, and all session changes are `SET LOCAL`, so the pool works
 //! through PgBouncer in transaction mode.
 
+mod community;
 mod error;
 pub mod migrate;
 mod safety;
@@ -18,6 +19,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::NoTls;
 use tokio_postgres::types::Type;
 
+pub use community::{Community, SyncRecord};
 pub use error::DbError;
 pub use tenant::{TenantTx, record_member_join};
 
