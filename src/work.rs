@@ -324,6 +324,7 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
         dedupe_lease: args.dedupe_lease,
         dedupe_keep: args.dedupe_keep,
         metrics: effect_metrics,
+        community_chains: crate::worker::services::ChainCache::default(),
         verify_url: args
             .verify_url
             .clone()

@@ -284,24 +284,23 @@ async fn member_add(services: &Services, envelope: &Envelope<'_>) -> Result<(), 
     let tx = services.db.tenant(community).await?;
     let first = db::record_member_join(&tx, add.user.id.0, envelope.message_id).await?;
     let user = i64::try_from(add.user.id.0).unwrap_or(0);
-    let wallets = if first {
-        store::wallets_of(&tx, user).await?
-    } else {
-        Vec::new()
-    };
+    let wallets = store::wallets_of(&tx, user).await?;
     tx.commit().await?;
-    if !first {
+    if first {
+        services.metrics.member_joins.inc();
+        tracing::info!(
+            audit = "member_join",
+            community,
+            user = add.user.id.0,
+            message_id = envelope.message_id,
+            "member joined"
+        );
+    } else {
+        // Redelivered after the join was recorded: the roles below may
+        // not have gone out, so they are sent again (idempotent); only
+        // the DM is not repeated.
         services.metrics.duplicates.inc();
-        return Ok(());
     }
-    services.metrics.member_joins.inc();
-    tracing::info!(
-        audit = "member_join",
-        community,
-        user = add.user.id.0,
-        message_id = envelope.message_id,
-        "member joined"
-    );
     if wallets.is_empty() {
         return Ok(());
     }

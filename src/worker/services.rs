@@ -2,13 +2,14 @@
 //! handed around by `Arc`. Nothing here is a per-process cache of state
 //! that must agree across workers: that lives in Redis or Postgres.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
-use super::chain::ChainClient;
+use super::chain::{ChainClient, ChainConfig};
 use super::db::Db;
 use super::respond::Responder;
 use super::state::{CommandLimits, State};
@@ -68,7 +69,47 @@ pub struct Services {
     pub dedupe_keep: Duration,
     /// Counters.
     pub metrics: Arc<EffectMetrics>,
+    /// Chain clients of communities with their own `rpc_urls`.
+    pub community_chains: ChainCache,
     /// Public base URL of the verification endpoint (`…/verify`), linked
     /// by `/verify start`.
     pub verify_url: String,
+}
+
+/// Most distinct per-community endpoint lists kept; beyond it the cache
+/// starts over (clients are cheap to rebuild, breakers relearn).
+const MAX_CHAINS: usize = 1_024;
+
+/// Chain clients keyed by their endpoint list, shared by every community
+/// that names the same list (so their breakers and rotation are shared).
+#[derive(Debug, Default)]
+pub struct ChainCache {
+    clients: Mutex<HashMap<String, ChainClient>>,
+}
+
+impl Services {
+    /// The chain client for a community: its own `rpc_urls` if it set any,
+    /// else the worker's `ARRAKIS_CHAIN_RPC_URLS`.
+    #[must_use]
+    pub fn chain_for(&self, rpc_urls: Option<&str>) -> Option<ChainClient> {
+        let Some(urls) = rpc_urls.map(str::trim).filter(|u| !u.is_empty()) else {
+            return self.chain.clone();
+        };
+        let mut clients = self
+            .community_chains
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = clients.get(urls) {
+            return Some(client.clone());
+        }
+        let client = ChainConfig::from_urls(urls)
+            .ok()
+            .and_then(|config| ChainClient::new(config).ok())?;
+        if clients.len() >= MAX_CHAINS {
+            clients.clear();
+        }
+        clients.insert(urls.to_owned(), client.clone());
+        Some(client)
+    }
 }

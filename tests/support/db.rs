@@ -57,7 +57,10 @@ impl TestDb {
         let applied = migrate::apply(&db.direct_url(), TENANT_ROLE)
             .await
             .expect("migrate a fresh test database");
-        assert_eq!(applied, vec!["0001_initial".to_owned()]);
+        assert_eq!(
+            applied,
+            vec!["0001_initial".to_owned(), "0002_sietch".to_owned()]
+        );
         db
     }
 

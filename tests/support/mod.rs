@@ -15,6 +15,7 @@ pub mod harness;
 pub mod private;
 pub mod proxy;
 pub mod rest;
+pub mod sietch;
 pub mod worker;
 
 use std::collections::BTreeMap;

@@ -505,6 +505,12 @@ pub async fn setup(ctx: &Ctx<'_>) -> Result<Reply, HandlerError> {
             changed.push(key);
         }
     }
+    if let Some(urls) = ctx.interaction.option_str("rpc_urls") {
+        crate::worker::chain::ChainConfig::from_urls(urls)
+            .map_err(|e| user(format!("rpc_urls: {e}")))?;
+        doc["rpc_urls"] = json!(urls.trim());
+        changed.push("rpc_urls");
+    }
     if let Some(text) = ctx.interaction.option_str("thresholds") {
         let decimals = doc.get("decimals").and_then(Value::as_u64).unwrap_or(18);
         let parsed = parse_thresholds(text, u32::try_from(decimals).unwrap_or(18))

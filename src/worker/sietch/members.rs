@@ -66,9 +66,12 @@ pub async fn check_eligibility(ctx: &Ctx<'_>) -> Result<Reply, HandlerError> {
             })?
         }
     };
-    let chain = ctx.services.chain.as_ref().ok_or_else(|| {
-        user("The chain is unavailable: no RPC endpoint is configured for this bot.")
-    })?;
+    let chain = ctx
+        .services
+        .chain_for(ctx.settings.rpc_urls.as_deref())
+        .ok_or_else(|| {
+            user("The chain is unavailable: no RPC endpoint is configured for this bot.")
+        })?;
     let balance = chain.balance_of(token, wallet).await?;
     let address = wallet.to_string();
     let text = balance.to_string();

@@ -336,6 +336,12 @@ impl Command {
                         "Tier minimums, e.g. hajra=6.9,ichwan=69",
                         false,
                     ),
+                    opt(
+                        STRING,
+                        "rpc_urls",
+                        "This community's JSON-RPC endpoints, comma-separated",
+                        false,
+                    ),
                 ];
                 for (option, tier) in TIER_ROLE_OPTIONS {
                     options.push(opt(ROLE, option, &format!("Role for {tier}"), false));

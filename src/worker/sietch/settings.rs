@@ -21,6 +21,8 @@ pub struct Settings {
     pub thresholds: Thresholds,
     /// Discord roles of the tiers and titles.
     pub roles: RoleMap,
+    /// The community's own JSON-RPC endpoints (comma-separated), if any.
+    pub rpc_urls: Option<String>,
 }
 
 impl Settings {
@@ -62,6 +64,17 @@ impl Settings {
             thresholds: Thresholds::from_settings(doc.get("thresholds"), decimals)
                 .map_err(|e| format!("thresholds: {e}"))?,
             roles: RoleMap::from_settings(doc.get("roles")).map_err(|e| format!("roles: {e}"))?,
+            rpc_urls: match doc.get("rpc_urls") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Array(list)) => Some(
+                    list.iter()
+                        .map(|u| u.as_str().ok_or("rpc_urls: not a list of strings"))
+                        .collect::<Result<Vec<_>, _>>()?
+                        .join(","),
+                ),
+                Some(_) => return Err("rpc_urls: not a list of URLs".to_owned()),
+            },
         })
     }
 }

@@ -33,6 +33,10 @@ pub const SYNC_EVERY: Duration = Duration::from_secs(6 * 3600);
 pub const RETRY_AFTER: Duration = Duration::from_secs(300);
 /// The per-community lock's TTL; renewed between phases.
 const LOCK_TTL: Duration = Duration::from_secs(300);
+/// The last blocks are scanned again at every sync: a reorg may replace
+/// them, and the head block itself may still gain logs on some nodes.
+/// Upserting a holder twice changes nothing.
+const RESCAN_BLOCKS: u64 = 64;
 /// At most this many DMs per sync; the rest are logged, not queued, so a
 /// first sync of a large community cannot flood Discord.
 const MAX_DMS: usize = 1_000;
@@ -152,13 +156,15 @@ async fn locked(
     let token = settings
         .token
         .ok_or_else(|| SyncError::NotConfigured("no token set (/setup)".to_owned()))?;
-    let chain = services.chain.as_ref().ok_or_else(|| {
-        SyncError::NotConfigured("no chain RPC endpoint (ARRAKIS_CHAIN_RPC_URLS)".to_owned())
-    })?;
+    let chain = services
+        .chain_for(settings.rpc_urls.as_deref())
+        .ok_or_else(|| {
+            SyncError::NotConfigured("no chain RPC endpoint (ARRAKIS_CHAIN_RPC_URLS)".to_owned())
+        })?;
     let guild = u64::try_from(row.guild_id).unwrap_or(0);
 
     // Chain phase: nothing is written until every read succeeded.
-    let scan = match read_chain(services, chain, community, token, &settings).await {
+    let scan = match read_chain(services, &chain, community, token, &settings).await {
         Ok(scan) => scan,
         Err(ReadError::Chain(e)) => return Ok(SyncOutcome::Grace(e.to_string())),
         Err(ReadError::Db(e)) => return Err(e.into()),
@@ -284,7 +290,7 @@ async fn read_chain(
             blocks.push(i64::try_from(head).unwrap_or(i64::MAX));
             burns.push(true);
         }
-        let next = i64::try_from(head + 1).unwrap_or(i64::MAX);
+        let next = i64::try_from(head.saturating_sub(RESCAN_BLOCKS).max(from)).unwrap_or(i64::MAX);
         let tx = services.db.tenant(community).await?;
         tx.execute(
             "INSERT INTO holders (community_id, address, first_block, burned) \
