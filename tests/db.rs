@@ -512,7 +512,12 @@ async fn parallel_migrations_create_a_fresh_tenant_role_once() {
         for task in tasks {
             applied += task.await.unwrap().unwrap().len();
         }
-        assert_eq!(applied, urls.len(), "each database migrated exactly once");
+        // Two migrations (0001, 0002) per database, each applied once.
+        assert_eq!(
+            applied,
+            urls.len() * 2,
+            "each database migrated exactly once"
+        );
         for url in &urls {
             let db = Db::connect(DbConfig {
                 url: url.clone(),

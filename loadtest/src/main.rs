@@ -9,6 +9,7 @@ mod demo;
 mod ops;
 mod pipeline;
 mod sim_cmd;
+mod sync_bench;
 mod worker_bench;
 
 use std::io::IsTerminal;
@@ -37,6 +38,9 @@ enum Command {
     /// Events/s one `arrakis work` process sustains, for a no-op handler or
     /// a Postgres-writing one, from a pre-filled queue.
     WorkerBench(worker_bench::Args),
+    /// How long the eligibility sync of one community takes (10,000
+    /// holders on the chain simulator by default), cold and steady.
+    SyncBench(sync_bench::Args),
 }
 
 #[tokio::main]
@@ -53,6 +57,7 @@ async fn main() -> ExitCode {
         Command::Sim(args) => sim_cmd::run(args).await.map_err(|e| e.to_string()),
         Command::Demo(args) => demo::run(args).await.map_err(|e| e.to_string()),
         Command::WorkerBench(args) => worker_bench::run(args).await.map_err(|e| e.to_string()),
+        Command::SyncBench(args) => sync_bench::run(args).await.map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,7 +34,8 @@ pub(crate) struct Settings<'a> {
     pub(crate) chain_latency: Duration,
 }
 
-struct Role {
+/// A child `arrakis` process and its health listener.
+pub(crate) struct Role {
     child: Child,
     http: String,
 }
@@ -52,7 +53,8 @@ fn holder(i: u32) -> [u8; 20] {
     a
 }
 
-fn spawn(arrakis: &Path, role: &str, env: &[(&str, String)]) -> Result<Role, String> {
+/// Starts `arrakis <role>` with `env`, its health listener on a free port.
+pub(crate) fn spawn(arrakis: &Path, role: &str, env: &[(&str, String)]) -> Result<Role, String> {
     let http = free_addr();
     let mut cmd = Command::new(arrakis);
     cmd.arg(role)
@@ -69,7 +71,8 @@ fn spawn(arrakis: &Path, role: &str, env: &[(&str, String)]) -> Result<Role, Str
     Ok(Role { child, http })
 }
 
-async fn ready(role: &Role, what: &str) -> Result<(), String> {
+/// Waits (60 s at most) until `role` answers 200 on `/readyz`.
+pub(crate) async fn ready(role: &Role, what: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = health(&role.http).await

@@ -277,9 +277,6 @@ async fn guild_delete(services: &Services, envelope: &Envelope<'_>) -> Result<()
 
 async fn member_add(services: &Services, envelope: &Envelope<'_>) -> Result<(), EventError> {
     let add: MemberEvent = envelope.data()?;
-    if add.user.bot {
-        return Ok(());
-    }
     let community = services.db.community_for_guild(add.guild_id.0).await?;
     let tx = services.db.tenant(community).await?;
     let first = db::record_member_join(&tx, add.user.id.0, envelope.message_id).await?;
@@ -301,7 +298,8 @@ async fn member_add(services: &Services, envelope: &Envelope<'_>) -> Result<(), 
         // the DM is not repeated.
         services.metrics.duplicates.inc();
     }
-    if wallets.is_empty() {
+    // Bots hold no wallets; the check saves a query.
+    if wallets.is_empty() || add.user.bot {
         return Ok(());
     }
     // A returning verified member: Discord dropped their roles when they
