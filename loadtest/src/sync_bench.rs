@@ -208,18 +208,26 @@ pub(crate) async fn run(args: Args) -> Result<(), BenchError> {
         let sent = Instant::now();
         publish(&channel, run, &d).await?;
         let deadline = sent + Duration::from_secs(600);
-        let answer =
-            loop {
-                if let Some(r) = sim.interaction_responses().into_iter().find(|r| {
-                    r.interaction_id == emitted.id && r.kind == ResponseKind::EditOriginal
-                }) {
-                    break r;
-                }
-                if Instant::now() > deadline {
-                    return Err(BenchError(format!("run {run}: no answer within 600 s")));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
+        let answer = loop {
+            // Within the defer threshold the callback itself answers;
+            // a longer sync edits the deferred response.
+            if let Some(r) = sim.interaction_responses().into_iter().find(|r| {
+                r.interaction_id == emitted.id
+                    && matches!(
+                        r.kind,
+                        ResponseKind::EditOriginal | ResponseKind::Callback { type_: 4 }
+                    )
+            }) {
+                break r;
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError(format!(
+                    "run {run}: no answer within {} s",
+                    (deadline - sent).as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         println!(
             "run {run}: {:.2} s to the answer — {}",
             sent.elapsed().as_secs_f64(),
