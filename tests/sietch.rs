@@ -56,6 +56,34 @@ async fn link(t: &Sietch, community: i64, user: u64, wallet: &str) {
     .await;
 }
 
+/// `/register-waitlist register wallet` by `user`.
+fn register(wallet: &str, user: u64) -> InteractionSpec {
+    cmd(
+        "register-waitlist",
+        sub("register", json!([string_option("wallet", wallet)])),
+    )
+    .user(user)
+}
+
+/// A click on button `id` by `user`.
+fn click(id: &str, user: u64) -> InteractionSpec {
+    InteractionSpec::button(id).guild(GUILD).user(user)
+}
+
+/// A choice of `values` in select menu `id` by `user`.
+fn pick(id: &str, values: &[&str], user: u64) -> InteractionSpec {
+    InteractionSpec::select(id, values).guild(GUILD).user(user)
+}
+
+/// `/water-share share member` from `from` to `to`.
+fn share(from: u64, to: u64) -> InteractionSpec {
+    cmd(
+        "water-share",
+        sub("share", json!([user_option("member", to)])),
+    )
+    .user(from)
+}
+
 fn cmd(name: &str, options: Value) -> InteractionSpec {
     InteractionSpec::command(name, options).guild(GUILD)
 }
@@ -595,6 +623,19 @@ async fn standing_commands_answer_from_the_snapshot_with_their_flags() {
     );
     let a = t.interact(cmd("naib", sub("former", json!([])))).await;
     assert!(a.content().contains("No one has lost"), "{}", a.content());
+    let a = t.interact(cmd("naib", sub("current", json!([])))).await;
+    assert!(!a.ephemeral());
+    assert!(
+        a.content().contains(&format!("<@{}>", user(1))),
+        "{}",
+        a.content()
+    );
+    // A command this bot does not know (registered by something else).
+    let a = t.interact(cmd("teleport", json!([]))).await;
+    assert!(
+        a.ephemeral() && a.content().contains("isn't available"),
+        "{a:?}"
+    );
 
     // /leaderboard: public.
     let a = t
@@ -655,13 +696,7 @@ async fn profile_directory_and_alerts_work_through_their_components() {
         .await;
     assert!(a.ephemeral());
     assert!(a.components().to_string().contains("profile:edit-nym"));
-    let a = t
-        .interact(
-            InteractionSpec::button("profile:edit-nym")
-                .guild(GUILD)
-                .user(me),
-        )
-        .await;
+    let a = t.interact(click("profile:edit-nym", me)).await;
     assert_eq!(a.callback_type(), 9, "{a:?}");
     assert_eq!(a.last().body["data"]["custom_id"], "profile:nym");
     let rows = json!([{ "type": 1, "components": [{ "type": 4, "custom_id": "nym", "value": "Stilgar" }] }]);
@@ -728,30 +763,53 @@ async fn profile_directory_and_alerts_work_through_their_components() {
     // /badges: own, ephemeral.
     let a = t.interact(cmd("badges", json!([])).user(me)).await;
     assert!(a.ephemeral() && a.content().contains("none yet"), "{a:?}");
+    // Someone else's badges, by nym: public.
+    let a = t
+        .interact(cmd("badges", json!([string_option("nym", "member02")])).user(me))
+        .await;
+    assert!(!a.ephemeral() && a.content().contains("Badges of"), "{a:?}");
+    // The bio modal.
+    let a = t.interact(click("profile:edit-bio", me)).await;
+    assert_eq!(a.callback_type(), 9, "{a:?}");
+    let bio = json!([{ "type": 1, "components": [{ "type": 4, "custom_id": "bio", "value": "Fremen of Sietch Tabr" }] }]);
+    let a = t
+        .interact(
+            InteractionSpec::modal_submit("profile:bio", bio)
+                .guild(GUILD)
+                .user(me),
+        )
+        .await;
+    assert!(a.content().contains("bio is updated"), "{}", a.content());
+    let a = t
+        .interact(cmd("profile", sub("view", json!([]))).user(me))
+        .await;
+    assert!(
+        a.content().contains("Fremen of Sietch Tabr"),
+        "{}",
+        a.content()
+    );
 
     // /directory: 13 profiles, 10 per page; next → update (7) with page 2.
     let a = t.interact(cmd("directory", json!([])).user(me)).await;
     assert!(a.ephemeral());
     assert!(a.content().contains("page 1"), "{}", a.content());
-    let a = t
-        .interact(
-            InteractionSpec::button("directory:next")
-                .guild(GUILD)
-                .user(me),
-        )
-        .await;
+    let a = t.interact(click("directory:next", me)).await;
     assert_eq!(a.callback_type(), 7);
     assert!(a.content().contains("page 2"), "{}", a.content());
-    let a = t
-        .interact(
-            InteractionSpec::select("directory:sort", &["nym"])
-                .guild(GUILD)
-                .user(me),
-        )
-        .await;
+    let a = t.interact(pick("directory:sort", &["nym"], me)).await;
     assert_eq!(a.callback_type(), 7);
     assert!(
         a.content().contains("page 1") && a.content().contains("by nym"),
+        "{}",
+        a.content()
+    );
+    // The tier filter: nobody here holds a tier.
+    let a = t.interact(pick("directory:tier", &["naib"], me)).await;
+    assert_eq!(a.callback_type(), 7);
+    assert!(a.content().contains("No members match"), "{}", a.content());
+    let a = t.interact(click("directory:prev", me)).await;
+    assert!(
+        a.content().contains("page 1") && a.content().contains("naib"),
         "{}",
         a.content()
     );
@@ -764,25 +822,13 @@ async fn profile_directory_and_alerts_work_through_their_components() {
         .unwrap();
     assert!(!keys.is_empty(), "directory state lives in Redis");
     let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
-    let a = t
-        .interact(
-            InteractionSpec::button("directory:next")
-                .guild(GUILD)
-                .user(me),
-        )
-        .await;
+    let a = t.interact(click("directory:next", me)).await;
     assert!(a.content().contains("expired"), "{}", a.content());
 
     // /alerts: a select menu and buttons, stored per member.
     let a = t.interact(cmd("alerts", json!([])).user(me)).await;
     assert!(a.ephemeral() && a.components().to_string().contains("alerts:kinds"));
-    let a = t
-        .interact(
-            InteractionSpec::select("alerts:kinds", &["naib"])
-                .guild(GUILD)
-                .user(me),
-        )
-        .await;
+    let a = t.interact(pick("alerts:kinds", &["naib"], me)).await;
     assert_eq!(a.callback_type(), 7);
     t.wait_sql(
         &format!(
@@ -791,13 +837,7 @@ async fn profile_directory_and_alerts_work_through_their_components() {
         "false",
     )
     .await;
-    let a = t
-        .interact(
-            InteractionSpec::button("alerts:all-on")
-                .guild(GUILD)
-                .user(me),
-        )
-        .await;
+    let a = t.interact(click("alerts:all-on", me)).await;
     assert_eq!(a.callback_type(), 7);
     t.wait_sql(
         &format!(
@@ -827,26 +867,10 @@ async fn waitlist_water_share_and_admin_commands() {
 
     // /register-waitlist: an unverified wallet is refused; the member's
     // rank-74 wallet registers and gets Taqwa; unregister removes it.
-    let a = t
-        .interact(
-            cmd(
-                "register-waitlist",
-                sub("register", json!([string_option("wallet", &wallet(76))])),
-            )
-            .user(waiting),
-        )
-        .await;
+    let a = t.interact(register(&wallet(76), waiting)).await;
     assert!(a.content().contains("not verified"), "{}", a.content());
     let n = t.sim.role_changes().len();
-    let a = t
-        .interact(
-            cmd(
-                "register-waitlist",
-                sub("register", json!([string_option("wallet", &wallet(75))])),
-            )
-            .user(waiting),
-        )
-        .await;
+    let a = t.interact(register(&wallet(75), waiting)).await;
     assert!(
         a.ephemeral() && a.content().contains("#74"),
         "{}",
@@ -860,6 +884,11 @@ async fn waitlist_water_share_and_admin_commands() {
         .interact(cmd("register-waitlist", sub("status", json!([]))).user(waiting))
         .await;
     assert!(a.content().contains("ranks #74"), "{}", a.content());
+    // An already eligible wallet needs no waitlist.
+    let top = user(21);
+    link(&t, community, top, &wallet(2)).await;
+    let a = t.interact(register(&wallet(2), top)).await;
+    assert!(a.content().contains("already eligible"), "{}", a.content());
     let n = t.sim.role_changes().len();
     let a = t
         .interact(cmd("register-waitlist", sub("unregister", json!([]))).user(waiting))
@@ -871,14 +900,7 @@ async fn waitlist_water_share_and_admin_commands() {
     );
     // Registered again, then climbing into the top 69: the waitlist DM
     // at the next sync, Fedaykin instead of Taqwa.
-    t.interact(
-        cmd(
-            "register-waitlist",
-            sub("register", json!([string_option("wallet", &wallet(75))])),
-        )
-        .user(waiting),
-    )
-    .await;
+    t.interact(register(&wallet(75), waiting)).await;
     t.chain.mint(address(&wallet(75)), tokens(600));
     let n = t.sim.role_changes().len();
     sync(&t).await;
@@ -899,15 +921,7 @@ async fn waitlist_water_share_and_admin_commands() {
     // Water share: needs the badge; an admin awards it (DM), then it is
     // passed once; lineage and a cascading revoke.
     let (a_user, b_user, c_user) = (user(30), user(31), user(32));
-    let a = t
-        .interact(
-            cmd(
-                "water-share",
-                sub("share", json!([user_option("member", b_user)])),
-            )
-            .user(a_user),
-        )
-        .await;
+    let a = t.interact(share(a_user, b_user)).await;
     assert!(
         a.content().contains("need the Water Sharer badge"),
         "{}",
@@ -932,35 +946,11 @@ async fn waitlist_water_share_and_admin_commands() {
             .iter()
             .any(|m| m.recipient_id == Some(a_user))
     );
-    let a = t
-        .interact(
-            cmd(
-                "water-share",
-                sub("share", json!([user_option("member", b_user)])),
-            )
-            .user(a_user),
-        )
-        .await;
+    let a = t.interact(share(a_user, b_user)).await;
     assert!(a.content().contains("shared your water"), "{}", a.content());
-    let a = t
-        .interact(
-            cmd(
-                "water-share",
-                sub("share", json!([user_option("member", c_user)])),
-            )
-            .user(a_user),
-        )
-        .await;
+    let a = t.interact(share(a_user, c_user)).await;
     assert!(a.content().contains("already shared"), "{}", a.content());
-    let a = t
-        .interact(
-            cmd(
-                "water-share",
-                sub("share", json!([user_option("member", c_user)])),
-            )
-            .user(b_user),
-        )
-        .await;
+    let a = t.interact(share(b_user, c_user)).await;
     assert!(a.content().contains("shared your water"), "{}", a.content());
     let a = t
         .interact(admin(
@@ -972,6 +962,24 @@ async fn waitlist_water_share_and_admin_commands() {
     assert!(
         c.contains(&format!("<@{a_user}> → <@{b_user}>"))
             && c.contains(&format!("<@{b_user}> → <@{c_user}>")),
+        "{c}"
+    );
+    let a = t
+        .interact(admin("admin-water-share", sub("list", json!([]))))
+        .await;
+    assert!(
+        a.content().contains(&format!("<@{a_user}> → <@{b_user}>")),
+        "{}",
+        a.content()
+    );
+    let a = t
+        .interact(cmd("water-share", sub("status", json!([]))).user(b_user))
+        .await;
+    let c = a.content();
+    assert!(
+        c.contains("You hold the Water Sharer badge")
+            && c.contains(&format!("<@{a_user}> shared it with you"))
+            && c.contains(&format!("You shared it with <@{c_user}>")),
         "{c}"
     );
     let a = t
@@ -1032,6 +1040,53 @@ async fn waitlist_water_share_and_admin_commands() {
     )
     .await;
 
+    let remove = || {
+        admin(
+            "admin-eligibility",
+            json!([{ "name": "override", "type": 2, "options": [
+            { "name": "remove", "type": 1, "options": [string_option("wallet", &wallet(1))] }] }]),
+        )
+    };
+    let a = t.interact(remove()).await;
+    assert!(a.content().contains("removed"), "{}", a.content());
+    let a = t.interact(remove()).await;
+    assert!(a.content().contains("has no override"), "{}", a.content());
+    // Badge revoke, and revoking what is not held.
+    let revoke = || {
+        admin(
+            "admin-badge",
+            sub(
+                "revoke",
+                json!([
+                    user_option("member", a_user),
+                    string_option("badge", "water-sharer")
+                ]),
+            ),
+        )
+    };
+    let a = t.interact(revoke()).await;
+    assert!(a.content().starts_with("Revoked"), "{}", a.content());
+    let a = t.interact(revoke()).await;
+    assert!(a.content().contains("does not hold"), "{}", a.content());
+
+    // /verify reset (admin only): unlinks the waitlist member's wallet and
+    // their roles follow.
+    let reset = || {
+        cmd(
+            "verify",
+            sub("reset", json!([user_option("user", waiting)])),
+        )
+    };
+    let a = t.interact(reset().user(user(91))).await;
+    assert!(a.content().contains("permission"), "{}", a.content());
+    let n = t.sim.role_changes().len();
+    let a = t.interact(reset().user(user(90)).permissions(ADMIN)).await;
+    assert!(a.content().contains("Unlinked 1 wallet"), "{}", a.content());
+    assert_eq!(
+        summary(&changes_since(&t, n)),
+        BTreeSet::from([change(waiting, FEDAYKIN_ROLE, false)])
+    );
+
     // /admin-stats and /setup.
     let a = t.interact(admin("admin-stats", json!([]))).await;
     assert!(
@@ -1053,6 +1108,15 @@ async fn waitlist_water_share_and_admin_commands() {
         ))
         .await;
     assert!(a.content().contains("thresholds"), "{}", a.content());
+    // No options: shows the configuration.
+    let a = t.interact(admin("setup", json!([]))).await;
+    let c = a.content();
+    assert!(
+        c.contains("Community configuration")
+            && c.contains(TOKEN)
+            && c.contains(&format!("<@&{NAIB_ROLE}>")),
+        "{c}"
+    );
     let stored = t
         .sql(&format!(
             "SELECT settings->'thresholds'->>'usul' FROM communities WHERE id = {community}"

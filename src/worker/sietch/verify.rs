@@ -153,6 +153,12 @@ async fn reset(ctx: &Ctx<'_>) -> Result<Reply, HandlerError> {
         &[(&ctx.community, Type::INT8), (&target64, Type::INT8)],
     )
     .await?;
+    // The waitlist registers a verified wallet: it goes with the wallets.
+    tx.execute(
+        "DELETE FROM waitlist WHERE community_id = $1 AND user_id = $2",
+        &[(&ctx.community, Type::INT8), (&target64, Type::INT8)],
+    )
+    .await?;
     store::audit(
         &tx,
         "verify_reset",
