@@ -1319,6 +1319,14 @@ async fn gateway_events_join_leave_roles_and_activity() {
         BTreeSet::from([change(member, NAIB_ROLE, true)])
     );
 
+    // The 6-hourly decay runs once when a deployment first starts; let it
+    // pass so it does not cut the points counted below.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !t.worker.log().contains("activity scores decayed") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", t.worker.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Activity: +1 per message (100 hundredths), +0.5 per reaction given,
     // +0.25 received; only for onboarded members; bots ignored.
     let other = user(41);
