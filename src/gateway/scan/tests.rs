@@ -192,10 +192,10 @@ fn duplicate_keys_take_the_last_value() {
     assert_eq!(env.seq, Some(2));
 }
 
-/// Found by the `scan` fuzz target (oracle: serde_json): a second `d` that
-/// is not an object, or a second `guild_id` that is `null`, left the first
-/// one's guild id in place, so the event was routed to a guild the payload
-/// no longer names.
+/// Found by the `scan` fuzz target's serde_json oracle on seeds: a second
+/// `d` that is not an object, or a second `guild_id` that is `null`, left
+/// the first one's guild id in place, so the event was routed to a guild
+/// the payload no longer names.
 #[test]
 fn duplicate_d_and_ids_take_the_last_value() {
     let p = br#"{"op":0,"t":"TYPING_START","s":1,"d":{"guild_id":"1","id":"2"},"d":5}"#;
