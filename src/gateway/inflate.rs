@@ -102,7 +102,10 @@ impl Inflater {
         self.remember_tail(frame);
         let mut input = frame;
         if self.message.capacity() == 0 {
-            let guess = (frame.len() * EXPECTED_RATIO).clamp(MIN_RESERVE, self.max_message.max(1));
+            // Not `clamp`: it panics when the limit is below MIN_RESERVE.
+            let guess = (frame.len().saturating_mul(EXPECTED_RATIO))
+                .max(MIN_RESERVE)
+                .min(self.max_message.max(1));
             self.message.reserve_exact(guess);
         }
         loop {
@@ -142,7 +145,9 @@ impl Inflater {
 
     fn grow(&mut self) -> Result<(), InflateError> {
         let len = self.message.len();
-        if len >= self.max_message {
+        // A full buffer of exactly `max_message` bytes may be the whole
+        // message: grow by one byte to find out, and fail only past it.
+        if len > self.max_message {
             return Err(InflateError::Oversized {
                 limit: self.max_message,
             });
@@ -255,6 +260,38 @@ mod tests {
             matches!(err, InflateError::Oversized { limit: 4096 }),
             "{err}"
         );
+    }
+
+    /// Found by the `inflate` fuzz target's oracle on a seed: when the
+    /// buffer doubled to exactly the limit, a message of exactly
+    /// `max_message` bytes was rejected.
+    #[test]
+    fn message_of_exactly_the_limit_is_accepted() {
+        let mut tx = Deflater::new();
+        let mut rx = Inflater::new(4096);
+        let got = rx.push(&tx.message(&[b'x'; 4096])).unwrap().unwrap();
+        assert_eq!(got.len(), 4096);
+        let err = rx.push(&tx.message(&[b'x'; 4097])).unwrap_err();
+        assert!(
+            matches!(err, InflateError::Oversized { limit: 4096 }),
+            "{err}"
+        );
+    }
+
+    /// Found by the `inflate` fuzz target on a seed: a limit below the 256-byte
+    /// minimum reservation made `clamp` panic on the first frame.
+    #[test]
+    fn limit_below_the_minimum_reservation_does_not_panic() {
+        for limit in [0, 1, 100, 255] {
+            let mut tx = Deflater::new();
+            let mut rx = Inflater::new(limit);
+            let got = rx.push(&tx.message(&b"{\"op\":11}"[..limit.min(9)]));
+            if limit >= 9 {
+                assert_eq!(&got.unwrap().unwrap()[..], br#"{"op":11}"#);
+            }
+            let err = rx.push(&tx.message(&[b'a'; 300])).unwrap_err();
+            assert!(matches!(err, InflateError::Oversized { .. }), "{err}");
+        }
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! one; `d` often comes before `s` and `t`), handles escapes inside strings
 //! (a message whose content is `"op":1` must not confuse it) and rejects
 //! anything that is not a single well-formed JSON object, so that a corrupt
-//! frame ends in a resume instead of a wrong routing decision.
+//! frame ends in a resume instead of a wrong routing decision. Of duplicate
+//! keys the last one wins, for `d` and the ids inside it as for `op`, `s`
+//! and `t`, so routing agrees with what serde_json in a worker reads.
 
 use std::ops::Range;
 
@@ -151,14 +153,17 @@ pub fn scan(payload: &[u8]) -> Result<Envelope, ScanError> {
                 }
                 b"d" => {
                     let start = cur.pos;
-                    if cur.peek()? == b'{' {
-                        let ids = cur.data_object()?;
-                        data_guild_id = ids.guild_id;
-                        data_id = ids.id;
-                        data_joined_at = ids.joined_at;
+                    // A later `d` replaces an earlier one entirely, ids
+                    // included (last duplicate wins, as in serde_json).
+                    let ids = if cur.peek()? == b'{' {
+                        cur.data_object()?
                     } else {
                         cur.skip_value(0)?;
-                    }
+                        DataIds::default()
+                    };
+                    data_guild_id = ids.guild_id;
+                    data_id = ids.id;
+                    data_joined_at = ids.joined_at;
                     data = Some(start..cur.pos);
                 }
                 _ => cur.skip_value(0)?,
@@ -338,7 +343,13 @@ impl Cursor<'_> {
             match (slot, self.peek()?) {
                 (Some(slot), b'"') => *slot = Some(self.string()?),
                 (Some(slot), b'0'..=b'9') => *slot = Some(self.number()?),
-                _ => self.skip_value(1)?,
+                // A later duplicate that is no id (`null`, an object)
+                // still replaces the earlier one.
+                (Some(slot), _) => {
+                    *slot = None;
+                    self.skip_value(1)?;
+                }
+                (None, _) => self.skip_value(1)?,
             }
             self.skip_ws();
             match self.next()? {

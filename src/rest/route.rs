@@ -171,7 +171,13 @@ impl Route {
     /// [`RouteError`] for paths that are not absolute, contain dot
     /// segments, or are empty.
     pub fn parse(method: &str, path: &str, now_ms: u64) -> Result<Route, RouteError> {
-        let rest = path.strip_prefix('/').ok_or(RouteError::NotAbsolute)?;
+        // A trailing slash adds an empty segment; Discord treats `/x/` like
+        // `/x`, and so do we. Trimmed before splitting, so that a path
+        // right at the segment limit is not truncated by its slash.
+        let rest = path
+            .strip_prefix('/')
+            .ok_or(RouteError::NotAbsolute)?
+            .trim_end_matches('/');
         let mut segs: [&str; 12] = [""; 12];
         let mut n = 0;
         for seg in rest.split('/') {
@@ -183,12 +189,7 @@ impl Route {
             }
             n += 1;
         }
-        // A trailing slash adds an empty segment; Discord treats
-        // `/x/` like `/x`, and so do we.
-        while n > 0 && segs[n.min(segs.len()) - 1].is_empty() {
-            n -= 1;
-        }
-        if n == 0 {
+        if rest.is_empty() {
             return Err(RouteError::Empty);
         }
         let truncated = n > segs.len();

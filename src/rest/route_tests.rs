@@ -198,3 +198,16 @@ fn webhook_without_token_is_a_bot_route() {
     // `/interactions/...` paths other than the callback are bot routes.
     assert_eq!(route("GET", "/interactions/1/tok").kind, RouteKind::Bot);
 }
+
+/// Found by the `route` fuzz target: a path of exactly twelve segments (the
+/// template limit) with a trailing slash was keyed as truncated (`/…`), so
+/// `/x/` and `/x` fell into different buckets.
+#[test]
+fn trailing_slash_at_the_segment_limit_changes_nothing() {
+    let twelve = "/a/a/a/a/a/a//aa/a/a//a";
+    let plain = route("GET", twelve);
+    assert!(!plain.key.ends_with('…'), "{}", plain.key);
+    assert_eq!(route("GET", &format!("{twelve}/")), plain);
+    assert_eq!(route("GET", &format!("{twelve}///")), plain);
+    assert!(route("GET", &format!("{twelve}/b")).key.ends_with("/…"));
+}

@@ -191,3 +191,23 @@ fn duplicate_keys_take_the_last_value() {
     assert_eq!(env.op, 0);
     assert_eq!(env.seq, Some(2));
 }
+
+/// Found by the `scan` fuzz target's serde_json oracle on seeds: a second
+/// `d` that is not an object, or a second `guild_id` that is `null`, left
+/// the first one's guild id in place, so the event was routed to a guild
+/// the payload no longer names.
+#[test]
+fn duplicate_d_and_ids_take_the_last_value() {
+    let p = br#"{"op":0,"t":"TYPING_START","s":1,"d":{"guild_id":"1","id":"2"},"d":5}"#;
+    let env = scan(p).unwrap();
+    assert_eq!(&p[env.data.unwrap()], b"5");
+    assert_eq!((env.data_guild_id, env.data_id), (None, None));
+    assert_eq!(
+        guild(r#"{"op":0,"t":"X","s":3,"d":{"guild_id":"1","guild_id":null}}"#),
+        None
+    );
+    assert_eq!(
+        guild(r#"{"op":0,"t":"X","d":{"guild_id":"1"},"d":{"guild_id":"7"}}"#).as_deref(),
+        Some("7")
+    );
+}

@@ -175,3 +175,67 @@ fn ready_lists_the_shards_guilds() {
     }
     assert!(d["application"]["id"].is_string());
 }
+
+/// Writes realistic seeds for the fuzz targets into `fuzz/corpus/`: the
+/// simulator's dispatches as payloads (`scan`), as queued messages
+/// (`envelope`), zlib-stream compressed and split into frames at awkward
+/// places (`inflate`), and its interactions (`interaction`). Run by hand
+/// after changing the generator:
+/// `cargo test -p arrakis-loadtest dump_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore = "writes seed files into fuzz/corpus; run by hand"]
+fn dump_fuzz_seeds() {
+    use crate::sim::compress::ZlibStream;
+
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = corpus.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+    let events = EventGen::new();
+    let t = target(1, 4);
+    let kinds = [
+        ("guild_create", EventKind::GuildCreate { members: 2 }),
+        ("member_add", EventKind::GuildMemberAdd),
+        ("message_create", EventKind::MessageCreate),
+        ("presence", EventKind::PresenceUpdate),
+        ("typing", EventKind::TypingStart),
+        ("interaction", EventKind::InteractionCreate),
+    ];
+    let mut stream = ZlibStream::new();
+    let mut frames = vec![0xFF_u8]; // the largest message limit
+    for (seq, (label, kind)) in (1_u64..).zip(kinds.iter()) {
+        let built = events.build(kind, t);
+        let payload = envelope(&built.name, seq, &built.d);
+        write("scan", &format!("sim_{label}.json"), &payload);
+        let meta = format!(
+            "sess-1:{seq}\t{}\t{}\t1700000000000000\t1\n",
+            built.name,
+            built.guild_id.as_deref().unwrap_or_default()
+        );
+        write(
+            "envelope",
+            &format!("sim_{label}"),
+            &[meta.as_bytes(), &payload].concat(),
+        );
+        if matches!(kind, EventKind::InteractionCreate) {
+            write("interaction", "sim_command.json", &built.d);
+        }
+        // Split each compressed message in three: after 1 byte, and two
+        // bytes before the end, so the sync-flush suffix straddles frames.
+        let compressed = stream.compress(&payload);
+        let n = compressed.len();
+        for part in [
+            &compressed[..1],
+            &compressed[1..n - 2],
+            &compressed[n - 2..],
+        ] {
+            frames.extend_from_slice(&u16::try_from(part.len()).unwrap().to_le_bytes());
+            frames.extend_from_slice(part);
+        }
+    }
+    write("inflate", "sim_stream_split", &frames);
+    let ready = events.ready("sess-1", "wss://resume.example", t);
+    write("scan", "sim_ready.json", &envelope("READY", 1, &ready));
+}
