@@ -331,10 +331,18 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
             .unwrap_or_else(|| format!("http://{}/verify", args.http_listen)),
     });
     let _ = status.services.set(services.clone());
-    let handler = Arc::new(WorkerHandler::new(services.clone()));
+    // Events, bulk and scheduled jobs together may hold only part of the
+    // pool, so a burst of them never leaves an interaction (3 s deadline)
+    // waiting for a connection.
+    let background_services = Arc::new(Services {
+        db: db.share(background_connections(args.db_pool as usize)),
+        ..(*services).clone()
+    });
+    let interaction_handler = Arc::new(WorkerHandler::new(services.clone()));
+    let background_handler = Arc::new(WorkerHandler::new(background_services.clone()));
     let (stop_tx, stop) = watch::channel(false);
     let drain = Duration::from_secs(args.drain_secs);
-    let consumer = |name: &str, lanes: Vec<Lane>| {
+    let consumer = |name: &str, lanes: Vec<Lane>, handler: Arc<WorkerHandler>| {
         Consumer::new(
             ConsumerConfig {
                 amqp_url: args.amqp_url.clone(),
@@ -343,7 +351,7 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
                 lanes,
                 max_attempts: args.max_attempts,
             },
-            handler.clone(),
+            handler,
             consumer_metrics.clone(),
         )
     };
@@ -354,6 +362,7 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
                 queue: INTERACTIONS_QUEUE,
                 prefetch: args.interaction_prefetch,
             }],
+            interaction_handler,
         )
         .run(stop.clone(), drain),
     );
@@ -370,12 +379,13 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
                     prefetch: args.bulk_prefetch,
                 },
             ],
+            background_handler,
         )
         .run(stop.clone(), drain),
     );
     let scheduler = {
+        let db = background_services.db.clone();
         let prune_db = db.clone();
-        let db = db.clone();
         let mut stopped = stop.clone();
         tokio::spawn(
             Scheduler::new(state.clone(), worker_id.clone())
@@ -402,7 +412,7 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
                         every: Duration::from_secs(60),
                     },
                     {
-                        let services = services.clone();
+                        let services = background_services.clone();
                         move |_lease| {
                             let services = services.clone();
                             async move { sweep(&services).await }
@@ -480,6 +490,13 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
 /// since a failed attempt), one after another; each sync holds its own
 /// community lock, so workers sweeping at once never sync one community
 /// twice.
+/// Connections background work may hold at once out of a pool of `pool`:
+/// a quarter (at least one) stays for interactions, unless the pool is a
+/// single connection.
+fn background_connections(pool: usize) -> usize {
+    pool.saturating_sub((pool / 4).max(1)).max(1)
+}
+
 async fn sweep(services: &Services) -> Result<(), String> {
     let due = services
         .db
@@ -569,4 +586,17 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::background_connections;
+
+    #[test]
+    fn a_quarter_of_the_pool_stays_for_interactions() {
+        assert_eq!(background_connections(16), 12);
+        assert_eq!(background_connections(3), 2);
+        assert_eq!(background_connections(2), 1);
+        assert_eq!(background_connections(1), 1);
+    }
 }

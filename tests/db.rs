@@ -427,6 +427,44 @@ async fn a_dropped_transaction_has_no_effect_and_the_pool_recovers() {
 }
 
 #[tokio::test]
+async fn a_share_of_the_pool_cannot_take_the_connections_kept_back() {
+    tokio::time::timeout(LIMIT, async {
+        let t = TestDb::create().await;
+        let db = Db::connect(DbConfig {
+            acquire_timeout: Duration::from_millis(300),
+            ..t.config(TENANT_ROLE, 2)
+        })
+        .await
+        .unwrap();
+        let a = db.community_for_guild(9).await.unwrap();
+        let background = db.share(1);
+        let held = background.tenant(a).await.unwrap();
+        // The share is used up: its next checkout times out (a retry may
+        // help) although the pool has a connection left...
+        let err = background.tenant(a).await.unwrap_err();
+        assert!(
+            matches!(err, DbError::PoolTimeout) && err.is_transient(),
+            "{err}"
+        );
+        // ...which the whole pool still hands out.
+        db.tenant(a).await.unwrap().rollback().await.unwrap();
+        held.rollback().await.unwrap();
+        background
+            .tenant(a)
+            .await
+            .unwrap()
+            .rollback()
+            .await
+            .unwrap();
+        // The guild's community is remembered: the same id, no new row.
+        assert_eq!(background.community_for_guild(9).await.unwrap(), a);
+        t.drop_db().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn settings_round_trip_and_prune_spans_communities() {
     tokio::time::timeout(LIMIT, async {
         let t = TestDb::create().await;

@@ -361,6 +361,16 @@ async fn verification_accepts_a_valid_signature_and_refuses_the_rest() {
     // Malformed: counted too.
     let (status, _) = post(&t, &session, &json!({ "signature": "0x1234" })).await;
     assert_eq!(status, 400);
+    // Before onboarding, a message earns nothing, and loads the community's
+    // roster of members who do.
+    let say = |id: &str| json!({ "id": id, "channel_id": "2", "guild_id": GUILD.to_string(), "author": { "id": user(7).to_string() }, "content": "gm" });
+    t.publish("MESSAGE_CREATE", say("10"), Some(GUILD)).await;
+    let roster = format!("r:onboarded:{community}}}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !t.redis.keys().iter().any(|k| k.ends_with(&roster)) {
+        assert!(tokio::time::Instant::now() < deadline, "{}", t.worker.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The valid one links the wallet and assigns the Naib role (rank 1).
     let good = signature::sign_personal(&secret, &message).unwrap();
     let (status, reply) = post(
@@ -379,6 +389,16 @@ async fn verification_accepts_a_valid_signature_and_refuses_the_rest() {
     )
     .await;
     assert_eq!(t.sim.member_roles(GUILD, user(7)), Some(vec![NAIB_ROLE]));
+    // Onboarded now: the loaded roster learned it, so messages count.
+    t.publish("MESSAGE_CREATE", say("11"), Some(GUILD)).await;
+    t.wait_sql(
+        &format!(
+            "SELECT points::text FROM activity WHERE community_id = {community} AND user_id = {}",
+            user(7)
+        ),
+        "100",
+    )
+    .await;
     // A completed session takes nothing more.
     let (status, _) = post(&t, &session, &json!({ "signature": good })).await;
     assert_eq!(status, 409);
@@ -1331,6 +1351,15 @@ async fn gateway_events_join_leave_roles_and_activity() {
     // +0.25 received; only for onboarded members; bots ignored.
     let other = user(41);
     link(&t, community, other, &wallet(3)).await;
+    // A member who has not onboarded earns nothing, and their message is
+    // settled before any claim or transaction: no idempotency record.
+    let stranger = t
+        .publish(
+            "MESSAGE_CREATE",
+            json!({ "id": "0", "channel_id": "2", "guild_id": GUILD.to_string(), "author": { "id": user(42).to_string() }, "content": "hello" }),
+            Some(GUILD),
+        )
+        .await;
     t.publish(
         "MESSAGE_CREATE",
         json!({ "id": "1", "channel_id": "2", "guild_id": GUILD.to_string(), "author": { "id": member.to_string() }, "content": "hi" }),
@@ -1358,6 +1387,19 @@ async fn gateway_events_join_leave_roles_and_activity() {
     t.wait_sql(
         &format!("SELECT points::text FROM activity WHERE community_id = {community} AND user_id = {other}"),
         "50",
+    )
+    .await;
+    t.wait_sql(
+        &format!(
+            "SELECT count(*)::text FROM activity WHERE community_id = {community} AND user_id = {}",
+            user(42)
+        ),
+        "0",
+    )
+    .await;
+    t.wait_sql(
+        &format!("SELECT count(*)::text FROM processed_messages WHERE message_id = '{stranger}'"),
+        "0",
     )
     .await;
     t.finish().await;

@@ -217,6 +217,39 @@ async fn sessions_expire_and_count_attempts() {
 }
 
 #[tokio::test]
+async fn a_roster_is_unknown_until_loaded_keeps_additions_and_expires() {
+    let (s, p) = state().await;
+    let ttl = Duration::from_millis(500);
+    assert_eq!(s.roster_contains("onboarded:1", &[7]).await.unwrap(), None);
+    // An addition before any load does not pass for a loaded roster: the
+    // next reader must still load everyone else.
+    s.roster_add("onboarded:1", 7, ttl).await.unwrap();
+    assert_eq!(s.roster_contains("onboarded:1", &[7]).await.unwrap(), None);
+    // A load that read Postgres before 7 was committed still keeps 7.
+    s.roster_load("onboarded:1", &[3, 4], ttl).await.unwrap();
+    assert_eq!(
+        s.roster_contains("onboarded:1", &[3, 7, 9]).await.unwrap(),
+        Some(vec![true, true, false])
+    );
+    // An empty roster is still a loaded one.
+    s.roster_load("onboarded:2", &[], ttl).await.unwrap();
+    assert_eq!(
+        s.roster_contains("onboarded:2", &[3]).await.unwrap(),
+        Some(vec![false])
+    );
+    let mut conn = redis::Client::open(SHARED_REDIS)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for key in p.keys() {
+        let left: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        assert!(left > 0, "{key} has no TTL ({left})");
+    }
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    assert_eq!(s.roster_contains("onboarded:1", &[3]).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn locks_are_exclusive_fenced_and_expire() {
     let (s, _p) = state().await;
     let ttl = Duration::from_millis(300);

@@ -206,6 +206,14 @@ pub fn scan(data: &[u8]) {
     let Ok(top) = serde_json::from_slice::<Members<'_>>(data) else {
         return;
     };
+    // serde_json checks `d` only as a raw value, which lets an invalid
+    // escape inside it (a lone surrogate) through; parsing `d` itself finds
+    // it. Such input is not JSON, so only panics are checked.
+    if let Some(d) = top.last("d").filter(|d| d.starts_with('{'))
+        && serde_json::from_str::<Members<'_>>(d).is_err()
+    {
+        return;
+    }
     let too_deep = nesting_depth(data) > SCAN_MAX_NESTING;
     let want = ScanOracle::of(&top).filter(|_| !too_deep);
     match (&scanned, &want) {
@@ -308,7 +316,7 @@ impl<'a> ScanOracle<'a> {
         let d = top.last("d");
         let data = d
             .filter(|d| d.starts_with('{'))
-            .map(|d| serde_json::from_str::<Members<'a>>(d).expect("d parsed once already"));
+            .and_then(|d| serde_json::from_str::<Members<'a>>(d).ok());
         let id_of = |key: &str| {
             let raw = data.as_ref()?.last(key)?;
             match raw.as_bytes()[0] {

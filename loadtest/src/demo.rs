@@ -228,19 +228,26 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
         .await
         .map(|m| histogram(&m))
         .unwrap_or_default();
+    // Rows are paced on the load's own clock, and each row's rates are per
+    // second of the time it really covered: scraping takes time on a busy
+    // machine, and a row must not count 1.2 s of load as one second.
+    let load_started = Instant::now();
+    let mut last_row = load_started;
     for t in 1..=args.seconds {
         let second = Instant::now();
+        let row_end = load_started + Duration::from_secs(t);
         if pipeline.is_some() && args.interactions > 0 {
             let gap = Duration::from_secs(1) / args.interactions;
-            for _ in 0..args.interactions {
+            for i in 1..=args.interactions {
                 if pipeline::emit_interaction(&sim, interactions_sent, args.shards) {
                     interactions_sent += 1;
                 }
-                tokio::time::sleep(gap).await;
+                tokio::time::sleep_until((second + gap * i).min(row_end)).await;
             }
-        } else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        tokio::time::sleep_until(row_end).await;
+        let row_secs = last_row.elapsed().as_secs_f64().max(1e-3);
+        last_row = Instant::now();
         let metrics = scrape(&http).await.unwrap_or_default();
         let hist = histogram(&metrics);
         let window = hist.minus(&last_hist);
@@ -287,9 +294,9 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
         };
         println!(
             "{t:>4} {:>9} {:>9.0} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8.0} {:>17} {:>8.1} {:>14}",
-            sent - last_sent,
-            confirmed - last_confirmed,
-            per_sec,
+            ((sent - last_sent) as f64 / row_secs).round() as u64,
+            (confirmed - last_confirmed) / row_secs,
+            (per_sec as f64 / row_secs).round() as u64,
             fmt_secs(window.quantile(0.5)),
             fmt_secs(window.quantile(0.99)),
             fmt_us(percentile(&latencies, 0.5)),
@@ -308,6 +315,7 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
         Some(load) => load.stop().await,
         None => 0,
     };
+    let load_secs = load_started.elapsed().as_secs_f64().max(1e-3);
 
     // Let the tail drain, then account for every dispatch.
     let expected: Vec<String> = sim
@@ -383,12 +391,10 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     }
     let exit = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
 
-    let secs = args.seconds.max(1) as f64;
     println!("---- summary ----");
     println!(
-        "load:              {emitted} events in {} s ({:.0}/s offered)",
-        args.seconds,
-        emitted as f64 / secs
+        "load:              {emitted} events in {load_secs:.1} s ({:.0}/s offered)",
+        emitted as f64 / load_secs
     );
     println!(
         "dispatches sent:   {} (load + READY per shard)",
@@ -396,7 +402,7 @@ pub(crate) async fn run(args: Args) -> Result<(), DemoError> {
     );
     println!(
         "confirmed:         {confirmed:.0} ({:.0}/s over the run and the {:.1} s drain)",
-        confirmed / (secs + drain_time.as_secs_f64()),
+        confirmed / (load_secs + drain_time.as_secs_f64()),
         drain_time.as_secs_f64()
     );
     if args.no_consume {

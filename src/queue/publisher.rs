@@ -14,6 +14,12 @@
 //! on its confirm, so the budget bounds everything held in memory between
 //! the socket and the broker. The task ends when every buffer handle is
 //! dropped and everything pushed has been confirmed.
+//!
+//! Interactions go first: when the broker confirms more slowly than the
+//! gateway delivers, the backlog grows, and an INTERACTION_CREATE behind it
+//! would reach a worker after Discord's 3 s deadline. Everything else can
+//! wait. Confirms may arrive in any order anyway (the shard's watermark
+//! handles that), so reordering costs the checkpoint nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -28,7 +34,7 @@ use lapin::{Channel, Confirmation, Connection, ConnectionProperties};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
-use super::message::{Dispatch, Routing};
+use super::message::{Dispatch, EventClass, Routing};
 use super::topology::{self, GATEWAY_EXCHANGE, QueueType};
 use crate::gateway::progress::ShardProgress;
 use crate::metrics::Metrics;
@@ -170,6 +176,47 @@ pub struct PublisherConfig {
 /// confirms there, which is what lets checkpoints advance.
 pub type ProgressBook = Arc<std::collections::HashMap<u32, Arc<ShardProgress>>>;
 
+/// Dispatches taken from the buffer and not yet published, interactions
+/// in a lane of their own that is always served first. Within a lane the
+/// order is the gateway's.
+#[derive(Debug, Default)]
+struct Backlog {
+    interactions: VecDeque<Queued>,
+    others: VecDeque<Queued>,
+}
+
+impl Backlog {
+    fn lane(&mut self, routing: &Routing, queued: &Queued) -> &mut VecDeque<Queued> {
+        if routing.class(queued.dispatch.event_name()) == EventClass::Interaction {
+            &mut self.interactions
+        } else {
+            &mut self.others
+        }
+    }
+
+    fn push_back(&mut self, routing: &Routing, queued: Queued) {
+        self.lane(routing, &queued).push_back(queued);
+    }
+
+    fn push_front(&mut self, routing: &Routing, queued: Queued) {
+        self.lane(routing, &queued).push_front(queued);
+    }
+
+    fn pop_front(&mut self) -> Option<Queued> {
+        self.interactions
+            .pop_front()
+            .or_else(|| self.others.pop_front())
+    }
+
+    fn len(&self) -> usize {
+        self.interactions.len() + self.others.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.interactions.is_empty() && self.others.is_empty()
+    }
+}
+
 /// The task that owns the broker connection.
 #[derive(Debug)]
 pub struct Publisher {
@@ -177,7 +224,7 @@ pub struct Publisher {
     progress: ProgressBook,
     rx: mpsc::UnboundedReceiver<Queued>,
     metrics: Metrics,
-    backlog: VecDeque<Queued>,
+    backlog: Backlog,
     input_closed: bool,
 }
 
@@ -203,7 +250,7 @@ impl Publisher {
             progress,
             rx,
             metrics,
-            backlog: VecDeque::new(),
+            backlog: Backlog::default(),
             input_closed: false,
         }
     }
@@ -260,7 +307,7 @@ impl Publisher {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return,
                 item = self.rx.recv(), if !self.input_closed => match item {
-                    Some(queued) => self.backlog.push_back(queued),
+                    Some(queued) => self.backlog.push_back(&self.config.routing, queued),
                     None => self.input_closed = true,
                 },
             }
@@ -291,6 +338,11 @@ impl Publisher {
             }
             let room = in_flight.len() < self.config.max_in_flight;
             let held = hold_until.is_some_and(|t| Instant::now() < t);
+            if room && !held {
+                // Everything waiting in the buffer joins the backlog, so an
+                // interaction behind it can be published next.
+                self.take_waiting();
+            }
             if room
                 && !held
                 && let Some(queued) = self.backlog.pop_front()
@@ -311,13 +363,13 @@ impl Publisher {
                                 "broker returned a dispatch as unroutable (is the topology intact?); retrying"
                             );
                             self.metrics.on_publish_retry("returned");
-                            self.backlog.push_back(queued);
+                            self.backlog.push_back(&self.config.routing, queued);
                             hold_until = Some(Instant::now() + RETRY_HOLD);
                         }
                         Ok(Confirmation::Nack(None)) => {
                             tracing::warn!(event = queued.dispatch.event_name(), "broker nacked a dispatch; retrying");
                             self.metrics.on_publish_retry("nack");
-                            self.backlog.push_back(queued);
+                            self.backlog.push_back(&self.config.routing, queued);
                             hold_until = Some(Instant::now() + RETRY_HOLD);
                         }
                         Err(err) => {
@@ -348,11 +400,22 @@ impl Publisher {
         }
     }
 
+    /// Moves every dispatch waiting in the buffer's channel to the backlog.
+    fn take_waiting(&mut self) {
+        while !self.input_closed {
+            match self.rx.try_recv() {
+                Ok(queued) => self.backlog.push_back(&self.config.routing, queued),
+                Err(mpsc::error::TryRecvError::Empty) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => self.input_closed = true,
+            }
+        }
+    }
+
     /// Puts every unconfirmed dispatch back at the front, oldest first.
     fn requeue_in_flight(&mut self, in_flight: BTreeMap<u64, Queued>) {
         let n = in_flight.len();
         for (_, queued) in in_flight.into_iter().rev() {
-            self.backlog.push_front(queued);
+            self.backlog.push_front(&self.config.routing, queued);
         }
         for _ in 0..n {
             self.metrics.on_publish_retry("channel_error");
@@ -420,6 +483,53 @@ fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn queued(buffer: &PublishBuffer, event: &str, seq: u64) -> Queued {
+        let body = format!(r#"{{"op":0,"t":"{event}","s":{seq},"d":{{}}}}"#);
+        let start = body.find(event).unwrap();
+        let dispatch = Dispatch {
+            shard: crate::gateway::shard::ShardId {
+                number: 0,
+                total: 1,
+            },
+            seq,
+            session_id: "s".into(),
+            event: start..start + event.len(),
+            guild_id: None,
+            body: bytes::Bytes::from(body),
+            received_at_us: 0,
+            guild_create: None,
+        };
+        let permit = buffer.budget.clone().try_acquire_many_owned(1).unwrap();
+        Queued::new(dispatch, permit, buffer.metrics.clone())
+    }
+
+    #[test]
+    fn interactions_are_published_before_the_backlog_in_front_of_them() {
+        let (buffer, _rx) = PublishBuffer::new(
+            64 * UNIT,
+            Metrics::new(crate::metrics::IngestMetrics::new()),
+        );
+        let routing = Routing::default();
+        let mut backlog = Backlog::default();
+        for (seq, event) in [
+            (1, "PRESENCE_UPDATE"),
+            (2, "MESSAGE_CREATE"),
+            (3, "INTERACTION_CREATE"),
+            (4, "TYPING_START"),
+            (5, "INTERACTION_CREATE"),
+        ] {
+            backlog.push_back(&routing, queued(&buffer, event, seq));
+        }
+        // An unconfirmed message put back goes to the front of its lane.
+        backlog.push_front(&routing, queued(&buffer, "GUILD_MEMBER_ADD", 0));
+        assert_eq!(backlog.len(), 6);
+        let order: Vec<u64> = std::iter::from_fn(|| backlog.pop_front())
+            .map(|q| q.dispatch.seq)
+            .collect();
+        assert_eq!(order, [3, 5, 0, 1, 2, 4]);
+        assert!(backlog.is_empty());
+    }
 
     #[test]
     fn reconnect_backoff_grows_then_stays_under_the_cap() {

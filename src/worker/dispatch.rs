@@ -44,10 +44,18 @@ impl WorkerHandler {
     }
 
     async fn event(&self, envelope: &Envelope<'_>) -> Disposition {
-        if !events::has_effect(&envelope.event) {
-            return Disposition::Ack;
-        }
         let s = &self.services;
+        match events::worth_claiming(s, envelope).await {
+            Ok(true) => {}
+            Ok(false) => return Disposition::Ack,
+            Err(EventError::Transient(reason)) => return Disposition::Retry { reason },
+            Err(EventError::Poison(p)) => {
+                return Disposition::DeadLetter {
+                    reason: p.to_string(),
+                };
+            }
+            Err(EventError::Permanent(reason)) => return Disposition::DeadLetter { reason },
+        }
         let owner = self.owner();
         match s
             .state

@@ -143,9 +143,9 @@ pub async fn handle(services: &Services, envelope: &Envelope<'_>) -> Result<(), 
         "GUILD_DELETE" => guild_delete(services, envelope).await,
         "GUILD_MEMBER_ADD" => member_add(services, envelope).await,
         "GUILD_MEMBER_REMOVE" => member_remove(services, envelope).await,
-        "MESSAGE_CREATE" => message_create(services, envelope).await,
-        "MESSAGE_REACTION_ADD" => reaction(services, envelope, 1).await,
-        "MESSAGE_REACTION_REMOVE" => reaction(services, envelope, -1).await,
+        "MESSAGE_CREATE" | "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE" => {
+            activity(services, envelope).await
+        }
         _ => Ok(()),
     }
 }
@@ -364,50 +364,105 @@ async fn member_remove(services: &Services, envelope: &Envelope<'_>) -> Result<(
     Ok(())
 }
 
-async fn message_create(services: &Services, envelope: &Envelope<'_>) -> Result<(), EventError> {
-    let m: MessageCreate = envelope.data()?;
-    let Some(guild) = m.guild_id.or(envelope.guild_id.map(Snowflake)) else {
-        return Ok(());
-    };
-    if m.author.bot || m.webhook_id.is_some() {
-        return Ok(());
-    }
-    let community = services.db.community_for_guild(guild.0).await?;
-    let tx = services.db.tenant(community).await?;
-    if tx.mark_processed(envelope.message_id).await? {
-        let user = i64::try_from(m.author.id.0).unwrap_or(0);
-        activity::add_points(&tx, user, activity::MESSAGE_POINTS, true).await?;
-    }
-    tx.commit().await?;
-    Ok(())
+/// One activity event's points: the guild, and per user the points it
+/// moves and whether it counts as a message.
+struct Points {
+    guild: u64,
+    moves: Vec<(u64, i64, bool)>,
 }
 
-async fn reaction(
-    services: &Services,
-    envelope: &Envelope<'_>,
-    sign: i64,
-) -> Result<(), EventError> {
+impl Points {
+    fn users(&self) -> Vec<u64> {
+        self.moves.iter().map(|m| m.0).collect()
+    }
+}
+
+/// The points of an activity event, `None` for events that move none
+/// (direct messages, bots, webhooks) and for every other event.
+fn points_of(envelope: &Envelope<'_>) -> Result<Option<Points>, Poison> {
+    let sign = match &*envelope.event {
+        "MESSAGE_CREATE" => 0,
+        "MESSAGE_REACTION_ADD" => 1,
+        "MESSAGE_REACTION_REMOVE" => -1,
+        _ => return Ok(None),
+    };
+    if sign == 0 {
+        let m: MessageCreate = envelope.data()?;
+        let Some(guild) = m.guild_id.or(envelope.guild_id.map(Snowflake)) else {
+            return Ok(None);
+        };
+        if m.author.bot || m.webhook_id.is_some() {
+            return Ok(None);
+        }
+        return Ok(Some(Points {
+            guild: guild.0,
+            moves: vec![(m.author.id.0, activity::MESSAGE_POINTS, true)],
+        }));
+    }
     let r: Reaction = envelope.data()?;
     let Some(guild) = r.guild_id.or(envelope.guild_id.map(Snowflake)) else {
-        return Ok(());
+        return Ok(None);
     };
     if r.member.and_then(|m| m.user).is_some_and(|u| u.bot) {
-        return Ok(());
+        return Ok(None);
     }
-    let community = services.db.community_for_guild(guild.0).await?;
+    let mut moves = vec![(r.user_id.0, sign * activity::REACTION_GIVEN_POINTS, false)];
+    if let Some(author) = r.message_author_id.filter(|a| a.0 != r.user_id.0) {
+        moves.push((author.0, sign * activity::REACTION_RECEIVED_POINTS, false));
+    }
+    Ok(Some(Points {
+        guild: guild.0,
+        moves,
+    }))
+}
+
+fn is_activity(event: &str) -> bool {
+    matches!(
+        event,
+        "MESSAGE_CREATE" | "MESSAGE_REACTION_ADD" | "MESSAGE_REACTION_REMOVE"
+    )
+}
+
+/// Whether `envelope` may have an effect, decided before the dedupe claim.
+/// Messages and reactions are most of the gateway's traffic and most move
+/// no points (the members have not onboarded); they are settled here with
+/// one Redis round trip, without a claim or a Postgres transaction.
+///
+/// # Errors
+///
+/// [`EventError`]: a payload of the wrong shape, Redis or Postgres away.
+pub async fn worth_claiming(
+    services: &Services,
+    envelope: &Envelope<'_>,
+) -> Result<bool, EventError> {
+    if !is_activity(&envelope.event) {
+        return Ok(has_effect(&envelope.event));
+    }
+    let Some(points) = points_of(envelope)? else {
+        return Ok(false);
+    };
+    let community = services.db.community_for_guild(points.guild).await?;
+    let earns = activity::earners(&services.state, &services.db, community, &points.users())
+        .await
+        .map_err(|e| match e {
+            activity::EarnersError::State(e) => EventError::from(e),
+            activity::EarnersError::Db(e) => EventError::from(e),
+        })?;
+    Ok(earns.contains(&true))
+}
+
+/// Applies an activity event once per message id. Postgres decides who is
+/// onboarded (the roster only filtered).
+async fn activity(services: &Services, envelope: &Envelope<'_>) -> Result<(), EventError> {
+    let Some(points) = points_of(envelope)? else {
+        return Ok(());
+    };
+    let community = services.db.community_for_guild(points.guild).await?;
     let tx = services.db.tenant(community).await?;
     if tx.mark_processed(envelope.message_id).await? {
-        let giver = i64::try_from(r.user_id.0).unwrap_or(0);
-        activity::add_points(&tx, giver, sign * activity::REACTION_GIVEN_POINTS, false).await?;
-        if let Some(author) = r.message_author_id.filter(|a| a.0 != r.user_id.0) {
-            let author = i64::try_from(author.0).unwrap_or(0);
-            activity::add_points(
-                &tx,
-                author,
-                sign * activity::REACTION_RECEIVED_POINTS,
-                false,
-            )
-            .await?;
+        for (user, delta, message) in points.moves {
+            let user = i64::try_from(user).unwrap_or(0);
+            activity::add_points(&tx, user, delta, message).await?;
         }
     }
     tx.commit().await?;

@@ -187,6 +187,17 @@ impl Interaction {
         let wire: Wire = serde_json::from_str(d).map_err(|e| e.to_string())?;
         let kind = InteractionKind::from_type(wire.kind)
             .ok_or_else(|| format!("unknown interaction type {}", wire.kind))?;
+        // The token becomes a path segment of the callback route: one with
+        // a `/`, `?` or `%` would name another route. Discord's tokens are
+        // URL-safe base64 text.
+        let token = wire.token.expose();
+        if token.is_empty()
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err("token is not URL-safe text".to_owned());
+        }
         let (user_id, permissions) = match (&wire.member, &wire.user) {
             (Some(m), _) => (
                 m.user.id.0,
@@ -523,6 +534,10 @@ mod tests {
             r#"{"id":"1","application_id":"2","type":2,"token":"t"}"#,
             r#"{"id":"x","application_id":"2","type":2,"token":"t","user":{"id":"9"}}"#,
             r#"{"id":"1","application_id":"2","type":2,"token":"t","member":{"user":{"id":"9"},"permissions":"all"}}"#,
+            // A token that would change the callback route.
+            r#"{"id":"1","application_id":"2","type":2,"token":"t/../../channels/5/messages","user":{"id":"9"}}"#,
+            r#"{"id":"1","application_id":"2","type":2,"token":"t?x=1","user":{"id":"9"}}"#,
+            r#"{"id":"1","application_id":"2","type":2,"token":"","user":{"id":"9"}}"#,
         ] {
             assert!(Interaction::parse(bad).is_err(), "{bad}");
         }

@@ -1,6 +1,8 @@
 //! What handlers share: one of each client, built once by the role and
 //! handed around by `Arc`. Nothing here is a per-process cache of state
-//! that must agree across workers: that lives in Redis or Postgres.
+//! that must agree across workers: that lives in Redis or Postgres (the
+//! caches here hold clients, and [`Db`] remembers only guild → community
+//! ids, which never change).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -48,8 +50,10 @@ impl EffectMetrics {
     }
 }
 
-/// The clients and settings every handler uses.
-#[derive(Debug)]
+/// The clients and settings every handler uses. Clones share every client;
+/// the role gives each kind of work its own clone when they should differ
+/// (a [`Db::share`] for background work).
+#[derive(Debug, Clone)]
 pub struct Services {
     /// This process's id in dedupe claims and locks.
     pub worker_id: String,
@@ -82,9 +86,9 @@ const MAX_CHAINS: usize = 1_024;
 
 /// Chain clients keyed by their endpoint list, shared by every community
 /// that names the same list (so their breakers and rotation are shared).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ChainCache {
-    clients: Mutex<HashMap<String, ChainClient>>,
+    clients: Arc<Mutex<HashMap<String, ChainClient>>>,
 }
 
 impl Services {

@@ -12,10 +12,13 @@ pub mod migrate;
 mod safety;
 mod tenant;
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::Type;
 
@@ -47,11 +50,45 @@ pub struct PoolStatus {
     pub max: usize,
 }
 
+/// Most guild → community ids remembered; beyond it the map starts over.
+const MAX_CACHED_GUILDS: usize = 100_000;
+
 /// The worker's database handle; cheap to clone, all clones share the pool.
+///
+/// A handle made by [`Db::share`] may hold only part of the pool at once,
+/// so one kind of work (gateway events) cannot take every connection from
+/// another (interactions, which have a 3 s deadline).
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
     quoted_role: String,
+    share: Option<Arc<Semaphore>>,
+    acquire_timeout: Duration,
+    /// Guild → community ids. A community is never deleted and its guild
+    /// never changes, so a remembered id cannot go stale and no worker can
+    /// disagree with another about it.
+    communities: Arc<Mutex<HashMap<i64, i64>>>,
+}
+
+/// A pooled connection, with the permit of its [`Db::share`] if it has one.
+pub(crate) struct Conn {
+    object: Object,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        &self.object
+    }
+}
+
+impl Conn {
+    /// Closes the connection instead of returning it to the pool.
+    pub(crate) fn discard(self) {
+        drop(Object::take(self.object));
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -59,6 +96,10 @@ impl std::fmt::Debug for Db {
         f.debug_struct("Db")
             .field("tenant_role", &self.quoted_role)
             .field("pool", &self.pool_status())
+            .field(
+                "share_free",
+                &self.share.as_ref().map(|s| s.available_permits()),
+            )
             .finish()
     }
 }
@@ -111,6 +152,9 @@ impl Db {
         let db = Self {
             pool,
             quoted_role: quote_ident(&config.tenant_role),
+            share: None,
+            acquire_timeout: config.acquire_timeout,
+            communities: Arc::default(),
         };
         let conn = db.conn().await?;
         safety::check(&conn, &config.tenant_role).await?;
@@ -120,8 +164,31 @@ impl Db {
         Ok(db)
     }
 
-    async fn conn(&self) -> Result<Object, DbError> {
-        Ok(self.pool.get().await?)
+    /// A handle on the same pool that holds at most `connections` of it at
+    /// once (at least one); waiting for its turn counts against the
+    /// acquire timeout like waiting for the pool does.
+    #[must_use]
+    pub fn share(&self, connections: usize) -> Self {
+        Self {
+            share: Some(Arc::new(Semaphore::new(connections.max(1)))),
+            ..self.clone()
+        }
+    }
+
+    async fn conn(&self) -> Result<Conn, DbError> {
+        let permit = match &self.share {
+            None => None,
+            Some(share) => Some(
+                tokio::time::timeout(self.acquire_timeout, share.clone().acquire_owned())
+                    .await
+                    .map_err(|_| DbError::PoolTimeout)?
+                    .map_err(|_| DbError::PoolClosed)?,
+            ),
+        };
+        Ok(Conn {
+            object: self.pool.get().await?,
+            _permit: permit,
+        })
     }
 
     /// The community id of a guild, creating the community on first sight.
@@ -133,6 +200,30 @@ impl Db {
     pub async fn community_for_guild(&self, guild_id: u64) -> Result<i64, DbError> {
         let guild_id = i64::try_from(guild_id)
             .map_err(|_| DbError::Invalid(format!("guild id {guild_id} exceeds i64")))?;
+        if let Some(id) = self.cached_community(guild_id) {
+            return Ok(id);
+        }
+        let id = self.find_or_create_community(guild_id).await?;
+        let mut cache = self
+            .communities
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_GUILDS {
+            cache.clear();
+        }
+        cache.insert(guild_id, id);
+        Ok(id)
+    }
+
+    fn cached_community(&self, guild_id: i64) -> Option<i64> {
+        self.communities
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&guild_id)
+            .copied()
+    }
+
+    async fn find_or_create_community(&self, guild_id: i64) -> Result<i64, DbError> {
         // Read first: every event of a guild asks, and an upsert would lock
         // and rewrite the community's row each time, serialising them.
         let conn = self.conn().await?;

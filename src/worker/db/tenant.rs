@@ -2,10 +2,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use deadpool_postgres::Object;
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
+use super::Conn;
 use super::error::DbError;
 
 /// A transaction scoped to one community: it runs as the tenant role with
@@ -16,7 +16,7 @@ use super::error::DbError;
 /// instead of returning it to the pool, which ends the open transaction
 /// (rolled back by the server) and keeps it out of later checkouts.
 pub struct TenantTx {
-    conn: Option<Object>,
+    conn: Option<Conn>,
     community_id: i64,
     failed: AtomicBool,
 }
@@ -35,7 +35,7 @@ impl TenantTx {
     /// already be a quoted identifier; `community_id` is an integer, so
     /// formatting it into the batch cannot inject SQL.
     pub(super) async fn begin(
-        conn: Object,
+        conn: Conn,
         quoted_role: &str,
         community_id: i64,
     ) -> Result<Self, DbError> {
@@ -53,7 +53,7 @@ impl TenantTx {
         Ok(tx)
     }
 
-    fn client(&self) -> &Object {
+    fn client(&self) -> &Conn {
         self.conn
             .as_ref()
             .expect("a TenantTx holds its connection until commit or rollback")
@@ -155,7 +155,7 @@ impl TenantTx {
             Ok(()) => Ok(()),
             Err(err) => {
                 // Its transaction state is unknown: never hand it out again.
-                drop(Object::take(conn));
+                conn.discard();
                 Err(err.into())
             }
         }
@@ -165,7 +165,7 @@ impl TenantTx {
 impl Drop for TenantTx {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            drop(Object::take(conn));
+            conn.discard();
         }
     }
 }

@@ -2,10 +2,18 @@
 //! reaction given, +0.25 per reaction received, −10 % every 6 hours, for
 //! members who completed onboarding; tenure and activity badges checked
 //! daily. Points are stored in hundredths so every step is an integer.
+//!
+//! Messages and reactions are the busiest events there are, and most come
+//! from members who earn nothing; [`earners`] answers from a Redis roster
+//! of onboarded members, so those cost one Redis round trip and no
+//! Postgres at all.
+
+use std::time::Duration;
 
 use tokio_postgres::types::Type;
 
 use crate::worker::db::{Db, DbError, TenantTx};
+use crate::worker::state::{State, StateError};
 
 /// Points (×100) of a message.
 pub const MESSAGE_POINTS: i64 = 100;
@@ -17,6 +25,71 @@ pub const REACTION_RECEIVED_POINTS: i64 = 25;
 pub const VETERAN_DAYS: i64 = 90;
 /// Badge for an activity score of at least 100.
 pub const ENGAGED_POINTS: i64 = 100 * 100;
+
+/// How long the onboarded roster is trusted before it is loaded again: the
+/// longest a member onboarded behind Redis' back (a restore, a failed
+/// roster update) waits before their activity counts.
+pub const ROSTER_TTL: Duration = Duration::from_secs(600);
+
+fn roster(community: i64) -> String {
+    format!("onboarded:{community}")
+}
+
+/// Why [`earners`] could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EarnersError {
+    /// Redis is away.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Postgres failed while loading the roster.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Which of `users` earn activity points in `community` (completed
+/// onboarding), loading the roster from Postgres when Redis lacks it.
+///
+/// # Errors
+///
+/// [`EarnersError`] when Redis, or Postgres during a load, fails.
+pub async fn earners(
+    state: &State,
+    db: &Db,
+    community: i64,
+    users: &[u64],
+) -> Result<Vec<bool>, EarnersError> {
+    let name = roster(community);
+    if let Some(found) = state.roster_contains(&name, users).await? {
+        return Ok(found);
+    }
+    let tx = db.tenant(community).await?;
+    let rows = tx
+        .query(
+            "SELECT user_id FROM profiles WHERE community_id = $1 AND onboarded_at IS NOT NULL",
+            &[(&community, Type::INT8)],
+        )
+        .await?;
+    tx.commit().await?;
+    let onboarded: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| u64::try_from(r.get::<_, i64>(0)).ok())
+        .collect();
+    state.roster_load(&name, &onboarded, ROSTER_TTL).await?;
+    Ok(users.iter().map(|u| onboarded.contains(u)).collect())
+}
+
+/// Records in the roster that `user` completed onboarding in `community`
+/// (after that commit). A failure is logged, not returned: the roster
+/// heals when it expires, and the onboarding itself has happened.
+pub async fn onboarded(state: &State, community: i64, user: u64) {
+    if let Err(e) = state.roster_add(&roster(community), user, ROSTER_TTL).await {
+        tracing::warn!(
+            community,
+            "activity roster not updated (points count again within {} s): {e}",
+            ROSTER_TTL.as_secs()
+        );
+    }
+}
 
 /// Adds `points` (may be negative; the score never drops below 0) to an
 /// onboarded member, counting a message if `message`. `false` when the

@@ -401,10 +401,6 @@ pub async fn directory_control(ctx: &Ctx<'_>, custom_id: &str) -> Result<Reply, 
     render_directory(ctx, &view).await.map(Reply::Update)
 }
 
-fn enabled(settings: &Value, kind: &str) -> bool {
-    settings.get(kind).and_then(Value::as_bool).unwrap_or(true)
-}
-
 async fn render_alerts(ctx: &Ctx<'_>) -> Result<Message, HandlerError> {
     let tx = ctx.tx().await?;
     let settings = store::notification_settings(&tx, ctx.user).await?;
@@ -414,7 +410,7 @@ async fn render_alerts(ctx: &Ctx<'_>) -> Result<Message, HandlerError> {
         let _ = write!(
             out,
             "\n{} {label}",
-            if enabled(&settings, kind) {
+            if alert_enabled(&settings, kind) {
                 "🔔"
             } else {
                 "🔕"
@@ -424,7 +420,7 @@ async fn render_alerts(ctx: &Ctx<'_>) -> Result<Message, HandlerError> {
     let options: Vec<Value> = ALERT_KINDS
         .iter()
         .map(|(kind, label)| {
-            json!({ "label": label, "value": kind, "default": enabled(&settings, kind) })
+            json!({ "label": label, "value": kind, "default": alert_enabled(&settings, kind) })
         })
         .collect();
     let mut m = Message::ephemeral(out);
@@ -486,7 +482,7 @@ pub async fn alerts_control(ctx: &Ctx<'_>, custom_id: &str) -> Result<Reply, Han
 /// of `kind`.
 #[must_use]
 pub fn alert_enabled(settings: &Value, kind: &str) -> bool {
-    enabled(settings, kind)
+    settings.get(kind).and_then(Value::as_bool).unwrap_or(true)
 }
 
 #[cfg(test)]

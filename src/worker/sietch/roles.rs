@@ -77,17 +77,13 @@ pub async fn apply(
             )
             .await
             .map_err(|e| RestUnavailable(e.to_string()))?;
-        if resp.status.is_success() {
-            if adding {
-                now.insert(role);
-            } else {
-                now.remove(&role);
-            }
-        } else if resp.discord_code() == Some(UNKNOWN_MEMBER) {
+        if resp.discord_code() == Some(UNKNOWN_MEMBER) {
             return Ok(Applied::MemberGone(now));
-        } else if resp.status.is_server_error() || resp.status == StatusCode::TOO_MANY_REQUESTS {
+        }
+        if resp.status.is_server_error() || resp.status == StatusCode::TOO_MANY_REQUESTS {
             return Err(RestUnavailable(format!("{} on {path}", resp.status)));
-        } else {
+        }
+        if !resp.status.is_success() {
             // 403 (the bot's role is below this one, or it lacks Manage
             // Roles) or 404 (the role was deleted): retrying would repeat
             // it. Recorded as applied, so it is not retried every sync;
@@ -100,11 +96,11 @@ pub async fn apply(
                 code = resp.discord_code(),
                 "role change refused by Discord"
             );
-            if adding {
-                now.insert(role);
-            } else {
-                now.remove(&role);
-            }
+        }
+        if adding {
+            now.insert(role);
+        } else {
+            now.remove(&role);
         }
     }
     Ok(Applied::Done(now))

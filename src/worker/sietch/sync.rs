@@ -201,7 +201,7 @@ async fn locked(
     };
     report.role_changes =
         apply_roles(services, community, guild, &settings, &inputs, &outcome).await?;
-    report.dms = send_dms(services, community, &settings, &outcome).await?;
+    report.dms = send_dms(services, community, &outcome).await?;
     report.elapsed = started.elapsed();
     Ok(SyncOutcome::Synced(report))
 }
@@ -712,7 +712,6 @@ fn dm_text(event: &MemberEvent) -> (u64, &'static str, String) {
 async fn send_dms(
     services: &Services,
     community: i64,
-    _settings: &Settings,
     outcome: &Outcome,
 ) -> Result<usize, SyncError> {
     if outcome.events.is_empty() {

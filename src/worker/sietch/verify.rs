@@ -430,6 +430,9 @@ async fn submit_inner(
         user = user_id,
         "wallet linked"
     );
+    if let Ok(user) = u64::try_from(user_id) {
+        super::activity::onboarded(&services.state, community, user).await;
+    }
     if let Ok(settings) = super::settings::Settings::parse(&row.settings)
         && let (Ok(guild), Ok(user)) = (u64::try_from(row.guild_id), u64::try_from(user_id))
     {

@@ -12,11 +12,13 @@
 //! - [`limits`]: per-user and per-guild command rates, cooldowns;
 //! - [`session`]: interactive sessions (browsing state, verify nonces);
 //! - [`lock`]: leases with fencing tokens;
+//! - [`roster`]: Redis copies of Postgres id sets, for hot-path filters;
 //! - [`schedule`]: periodic jobs run by whichever worker holds the lease.
 
 pub mod dedupe;
 pub mod limits;
 pub mod lock;
+pub mod roster;
 pub mod schedule;
 pub mod session;
 
@@ -134,6 +136,16 @@ impl State {
             .await
             .map_err(|_| StateError::Timeout(CALL_TIMEOUT))?
             .map_err(StateError::from)
+    }
+
+    /// Runs a pipeline whose replies are all ignored.
+    async fn run_pipe(&self, pipe: &redis::Pipeline) -> Result<(), StateError> {
+        let mut conn = self.conn.clone();
+        let done: Result<(), redis::RedisError> =
+            tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn))
+                .await
+                .map_err(|_| StateError::Timeout(CALL_TIMEOUT))?;
+        done.map_err(StateError::from)
     }
 
     async fn script<T: redis::FromRedisValue>(

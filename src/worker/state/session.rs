@@ -50,12 +50,7 @@ impl State {
             .cmd("DEL")
             .arg(&counter)
             .ignore();
-        let mut conn = self.conn.clone();
-        let done: Result<(), redis::RedisError> =
-            tokio::time::timeout(super::CALL_TIMEOUT, pipe.query_async(&mut conn))
-                .await
-                .map_err(|_| StateError::Timeout(super::CALL_TIMEOUT))?;
-        done.map_err(StateError::from)
+        self.run_pipe(&pipe).await
     }
 
     /// Session `name`, if it has not expired.
