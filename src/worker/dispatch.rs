@@ -48,13 +48,7 @@ impl WorkerHandler {
         match events::worth_claiming(s, envelope).await {
             Ok(true) => {}
             Ok(false) => return Disposition::Ack,
-            Err(EventError::Transient(reason)) => return Disposition::Retry { reason },
-            Err(EventError::Poison(p)) => {
-                return Disposition::DeadLetter {
-                    reason: p.to_string(),
-                };
-            }
-            Err(EventError::Permanent(reason)) => return Disposition::DeadLetter { reason },
+            Err(err) => return disposition_of(err),
         }
         let owner = self.owner();
         match s
@@ -92,13 +86,7 @@ impl WorkerHandler {
             }
             Err(err) => {
                 let _ = s.state.release(envelope.message_id, &owner).await;
-                match err {
-                    EventError::Transient(reason) => Disposition::Retry { reason },
-                    EventError::Poison(p) => Disposition::DeadLetter {
-                        reason: p.to_string(),
-                    },
-                    EventError::Permanent(reason) => Disposition::DeadLetter { reason },
-                }
+                disposition_of(err)
             }
         }
     }
@@ -212,6 +200,17 @@ impl WorkerHandler {
                 None
             }
         }
+    }
+}
+
+/// What the consumer does with a message whose event failed.
+fn disposition_of(err: EventError) -> Disposition {
+    match err {
+        EventError::Transient(reason) => Disposition::Retry { reason },
+        EventError::Poison(p) => Disposition::DeadLetter {
+            reason: p.to_string(),
+        },
+        EventError::Permanent(reason) => Disposition::DeadLetter { reason },
     }
 }
 
