@@ -3,7 +3,8 @@
 //! `/healthz` answers 200 while the process runs (liveness: restart me only
 //! if I stop answering); `/readyz` answers 200 only when the role can do its
 //! job and 503 with the reason otherwise (readiness: send me traffic,
-//! count me as up); `/metrics` is Prometheus text.
+//! count me as up); `/metrics` is Prometheus text, the role's own metrics
+//! followed by the standard `process_*` ones.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,14 +21,63 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// What a role's own route answers: status, content type, body.
-pub type RouteAnswer = (StatusCode, &'static str, String);
+/// What a role's own route answers.
+#[derive(Debug)]
+pub struct RouteAnswer {
+    /// The status.
+    pub status: StatusCode,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+    /// Further response headers (`WWW-Authenticate`, `Cache-Control`…).
+    pub headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+}
+
+impl RouteAnswer {
+    /// An answer with no further headers.
+    #[must_use]
+    pub fn new(status: StatusCode, content_type: &'static str, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            content_type,
+            body: body.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same answer with one more header.
+    #[must_use]
+    pub fn with_header(
+        mut self,
+        name: hyper::header::HeaderName,
+        value: hyper::header::HeaderValue,
+    ) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
 
 /// A role's own route in progress.
 pub type RouteFuture = Pin<Box<dyn Future<Output = RouteAnswer> + Send>>;
 
 /// Largest request body a role's own route reads.
 pub const MAX_BODY: usize = 16 * 1024;
+
+/// A request to a role's own route, its body read.
+#[derive(Debug)]
+pub struct RouteRequest {
+    /// The method.
+    pub method: Method,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// The request headers.
+    pub headers: hyper::HeaderMap,
+    /// The body (at most [`MAX_BODY`] bytes).
+    pub body: Bytes,
+}
 
 /// What a role reports on its health listener.
 pub trait RoleStatus: Send + Sync + 'static {
@@ -41,14 +91,8 @@ pub trait RoleStatus: Send + Sync + 'static {
     }
     /// Answers a request to a path [`RoleStatus::serves`]; the body has
     /// been read (at most [`MAX_BODY`] bytes).
-    fn route(&self, _method: &Method, _path: &str, _body: Bytes) -> RouteFuture {
-        Box::pin(async {
-            (
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "not found\n".to_owned(),
-            )
-        })
+    fn route(&self, _request: RouteRequest) -> RouteFuture {
+        Box::pin(async { RouteAnswer::new(StatusCode::NOT_FOUND, "text/plain", "not found\n") })
     }
 }
 
@@ -121,8 +165,19 @@ async fn own_route<S: RoleStatus>(req: Request<Incoming>, status: &S) -> Respons
             );
         }
     };
-    let (code, content_type, text) = status.route(&parts.method, parts.uri.path(), body).await;
-    respond(code, content_type, text)
+    let request = RouteRequest {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+    };
+    let answer = status.route(request).await;
+    let mut response = respond(answer.status, answer.content_type, answer.body);
+    for (name, value) in answer.headers {
+        response.headers_mut().append(name, value);
+    }
+    response
 }
 
 fn route<S: RoleStatus>(req: &Request<Incoming>, status: &S) -> Response<Full<Bytes>> {
@@ -139,7 +194,7 @@ fn route<S: RoleStatus>(req: &Request<Incoming>, status: &S) -> Response<Full<By
         "/metrics" => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            status.metrics_text(),
+            crate::process::with_process_metrics(status.metrics_text()),
         ),
         _ => (
             StatusCode::NOT_FOUND,

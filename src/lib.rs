@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod process;
 pub mod proxy;
 pub mod queue;
 pub mod register;

@@ -25,6 +25,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::config::{Secret, redact_url};
+use crate::health::RouteAnswer;
 use crate::proxy::{parse_api_base, parse_duration};
 use crate::queue::consumer::{Consumer, ConsumerConfig, ConsumerMetrics, Lane};
 use crate::queue::topology::QueueType;
@@ -212,32 +213,26 @@ impl crate::health::RoleStatus for WorkStatus {
         path.starts_with("/verify/")
     }
 
-    fn route(
-        &self,
-        method: &hyper::Method,
-        path: &str,
-        body: bytes::Bytes,
-    ) -> crate::health::RouteFuture {
+    fn route(&self, request: crate::health::RouteRequest) -> crate::health::RouteFuture {
         let services = self.services.get().cloned();
-        let method = method.clone();
-        let session = path.trim_start_matches("/verify/").to_owned();
         Box::pin(async move {
             let Some(services) = services else {
-                return (
+                return RouteAnswer::new(
                     hyper::StatusCode::SERVICE_UNAVAILABLE,
                     "application/json",
-                    r#"{"ok":false,"error":"starting up"}"#.to_owned(),
+                    r#"{"ok":false,"error":"starting up"}"#,
                 );
             };
-            let (status, body) = match method {
-                hyper::Method::GET => verify::describe(&services, &session).await,
-                hyper::Method::POST => verify::submit(&services, &session, &body).await,
+            let session = request.path.trim_start_matches("/verify/");
+            let (status, body) = match request.method {
+                hyper::Method::GET => verify::describe(&services, session).await,
+                hyper::Method::POST => verify::submit(&services, session, &request.body).await,
                 _ => (
                     hyper::StatusCode::METHOD_NOT_ALLOWED,
                     serde_json::json!({ "ok": false, "error": "GET or POST" }),
                 ),
             };
-            (status, "application/json", body.to_string())
+            RouteAnswer::new(status, "application/json", body.to_string())
         })
     }
 }
