@@ -12,9 +12,11 @@
 //! [`runner`].
 
 pub mod config;
+pub mod correlation;
 pub mod gateway;
 pub mod health;
 pub mod ingest;
+pub mod logging;
 pub mod metrics;
 pub mod process;
 pub mod proxy;

@@ -11,6 +11,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "arrakis", version, about)]
 struct Cli {
+    /// Log lines: `json` (one object per line, for production), `pretty`
+    /// (readable lines) or `auto` (json unless stderr is a terminal).
+    /// `RUST_LOG` filters.
+    #[arg(
+        long,
+        global = true,
+        env = "ARRAKIS_LOG_FORMAT",
+        value_name = "ARRAKIS_LOG_FORMAT",
+        default_value = "pretty"
+    )]
+    log_format: arrakis::logging::LogFormat,
     #[command(subcommand)]
     role: Role,
 }
@@ -35,13 +46,7 @@ enum Role {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    arrakis::logging::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

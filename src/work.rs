@@ -28,7 +28,8 @@ use crate::config::{Secret, redact_url};
 use crate::health::RouteAnswer;
 use crate::proxy::{parse_api_base, parse_duration};
 use crate::queue::consumer::{Consumer, ConsumerConfig, ConsumerMetrics, Lane};
-use crate::queue::topology::QueueType;
+use crate::queue::depth::{self, DepthMetrics};
+use crate::queue::topology::{DEAD_LETTER_QUEUE, QueueType};
 use crate::runner::Runner;
 use crate::worker::chain::{ChainClient, ChainConfig};
 use crate::worker::db::{Db, DbConfig, DbError};
@@ -37,7 +38,7 @@ use crate::worker::respond::{InteractionMetrics, RespondConfig, Responder};
 use crate::worker::rest::ProxyClient;
 use crate::worker::services::{EffectMetrics, Services};
 use crate::worker::sietch::{activity, sync, verify};
-use crate::worker::state::{CommandLimits, Job, Scheduler, State};
+use crate::worker::state::{CommandLimits, Job, RedisMetrics, Scheduler, State};
 
 /// Options of `arrakis work`; each is also an environment variable.
 #[derive(Debug, Clone, clap::Args)]
@@ -249,6 +250,8 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
     let consumer_metrics = ConsumerMetrics::register(&mut registry);
     let interaction_metrics = InteractionMetrics::register(&mut registry);
     let effect_metrics = EffectMetrics::register(&mut registry);
+    let depth_metrics = DepthMetrics::register(&mut registry);
+    let redis_metrics = RedisMetrics::register(&mut registry);
     let status = Arc::new(WorkStatus {
         registry,
         consumers: consumer_metrics.clone(),
@@ -284,6 +287,7 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
         runner.finish();
         return Ok(ExitCode::SUCCESS);
     };
+    let state = state.with_metrics(redis_metrics);
     status.redis_up.store(true, Ordering::Relaxed);
     let db_config = DbConfig {
         url: args.database_url.clone(),
@@ -457,6 +461,19 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
         )
     };
     let probe = tokio::spawn(probe(state, db, status.clone()));
+    let depth = tokio::spawn(depth::poll(
+        args.amqp_url.clone(),
+        format!("arrakis-work-depth {worker_id}"),
+        vec![
+            INTERACTIONS_QUEUE,
+            "arrakis.events",
+            "arrakis.bulk",
+            DEAD_LETTER_QUEUE,
+        ],
+        depth::POLL_EVERY,
+        depth_metrics,
+        stop.clone(),
+    ));
     tracing::info!(
         worker = %worker_id,
         amqp = %redact_url(&args.amqp_url),
@@ -477,6 +494,7 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
     let _ = Runner::drain("the consumers", bound, consumers).await;
     let _ = Runner::drain("the scheduler", Duration::from_secs(5), scheduler).await;
     probe.abort();
+    let _ = Runner::drain("the queue depth poller", Duration::from_secs(2), depth).await;
     runner.finish();
     Ok(ExitCode::SUCCESS)
 }

@@ -319,3 +319,57 @@ async fn stopping_lets_in_flight_messages_finish_and_acks_them() {
     assert_eq!(q.message_count(), 0);
     let _ = conn.close(200, "done".into()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depth_and_consumers_are_polled_from_the_broker() {
+    use arrakis::queue::depth::{self, DepthMetrics};
+    use arrakis::queue::topology::DEAD_LETTER_QUEUE;
+
+    let rig = Rig::start(1).await;
+    // Three poison messages end in the DLQ, where nobody consumes them.
+    rig.publish("event.MESSAGE_CREATE", &["poison", "poison", "poison"])
+        .await;
+    let mut registry = Registry::default();
+    let metrics = DepthMetrics::register(&mut registry);
+    let (stop, stopped) = watch::channel(false);
+    let poller = tokio::spawn(depth::poll(
+        rig.vhost.url(),
+        "depth-test".to_owned(),
+        vec!["arrakis.events", DEAD_LETTER_QUEUE, "arrakis.missing"],
+        Duration::from_millis(100),
+        metrics.clone(),
+        stopped,
+    ));
+    let m = metrics.clone();
+    wait_until("the DLQ depth reaches 3", Duration::from_secs(20), || {
+        m.messages(DEAD_LETTER_QUEUE) == Some(3)
+    })
+    .await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains("queue_consumers{queue=\"arrakis.events\"} 1"),
+        "the rig's consumer is counted:\n{text}"
+    );
+    assert!(text.contains("queue_consumers{queue=\"arrakis.dlq\"} 0"));
+    assert_eq!(
+        metrics.messages("arrakis.missing"),
+        None,
+        "a queue that does not exist reports nothing"
+    );
+    let failures: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("queue_poll_failures_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        failures >= 1.0,
+        "a missing queue counts as a failed poll:\n{text}"
+    );
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(5), poller)
+        .await
+        .expect("the poller stops when told")
+        .unwrap();
+    rig.stop().await;
+}

@@ -1338,6 +1338,24 @@ async fn gateway_events_join_leave_roles_and_activity() {
         summary(&changes_since(&t, n)),
         BTreeSet::from([change(member, NAIB_ROLE, true)])
     );
+    // Each effect has its audit line: the role grant, the DM, the rows.
+    let log = t.worker.log();
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("arrakis::audit"))
+        .collect();
+    let role_path = format!("/guilds/{GUILD}/members/{member}/roles/{NAIB_ROLE}");
+    for wanted in [
+        format!("effect=\"role_add\" method=PUT path=\"{role_path}\""),
+        "effect=\"message_send\"".to_owned(),
+        format!("effect=\"db_write\" community={community}"),
+    ] {
+        assert!(
+            audit.iter().any(|l| l.contains(&wanted)),
+            "no audit line with {wanted}:\n{}",
+            audit.join("\n")
+        );
+    }
 
     // The 6-hourly decay runs once when a deployment first starts; let it
     // pass so it does not cut the points counted below.

@@ -392,3 +392,39 @@ async fn a_crashed_holder_gives_way_and_a_trigger_runs_a_job_early() {
     assert_eq!(ran.load(Ordering::SeqCst), 1, "a trigger runs it once");
     w2.abort();
 }
+
+#[tokio::test]
+async fn every_state_call_is_timed_and_failures_are_counted() {
+    use arrakis::worker::state::RedisMetrics;
+    use prometheus_client::registry::Registry;
+
+    fn series(registry: &Registry, name: &str) -> f64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    let mut registry = Registry::default();
+    let metrics = RedisMetrics::register(&mut registry);
+    let (s, _p) = state().await;
+    let s = s.with_metrics(metrics.clone());
+    s.ping().await.unwrap();
+    s.claim("sess:timed", "a", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(series(&registry, "redis_latency_seconds_count"), 2.0);
+    assert_eq!(series(&registry, "redis_errors_total"), 0.0);
+
+    // Nothing listens on this port: the call fails fast and is counted.
+    let port = support::free_port();
+    let down = State::connect(&format!("redis://127.0.0.1:{port}/"), "down:")
+        .await
+        .unwrap()
+        .with_metrics(metrics);
+    assert!(down.ping().await.is_err());
+    assert_eq!(series(&registry, "redis_errors_total"), 1.0);
+    assert_eq!(series(&registry, "redis_latency_seconds_count"), 3.0);
+}

@@ -56,6 +56,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::topology::{
     self, DEAD_EXCHANGE, QueueType, RETRY_DELAY_HEADER, RETRY_EXCHANGE, RETRY_TIERS,
@@ -477,20 +478,27 @@ impl<H: Handler> Job<H> {
             redelivered: delivery.redelivered,
         };
         let acker = delivery.acker;
-        let disposition = match delivered.header_i64("x-delivery-count") {
-            Some(n) if n >= MAX_REDELIVERIES => Disposition::DeadLetter {
-                reason: format!(
-                    "redelivered {n} times without being acked: a worker died on it each time"
-                ),
-            },
-            _ => AssertUnwindSafe(self.handler.handle(&delivered))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Disposition::DeadLetter {
-                    reason: "the handler panicked".to_owned(),
-                }),
+        let context = crate::correlation::Context {
+            message_id: delivered
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| Arc::from(id.as_str())),
+            guild_id: delivered.header_str("guild_id").map(Arc::from),
         };
-        let outcome = self.settle(&delivered, &acker, disposition).await;
+        let span = tracing::info_span!(
+            "message",
+            message_id = context.message_id.as_deref().unwrap_or(""),
+            queue,
+            event = delivered
+                .properties
+                .kind()
+                .as_ref()
+                .map_or("", |kind| kind.as_str()),
+        );
+        let outcome = crate::correlation::scope(context, self.handle(&delivered, &acker))
+            .instrument(span)
+            .await;
         self.metrics
             .outcomes
             .get_or_create(&OutcomeLabel { queue, outcome })
@@ -500,6 +508,25 @@ impl<H: Handler> Job<H> {
             .get_or_create(&label)
             .observe(started.elapsed().as_secs_f64());
         self.metrics.in_flight.get_or_create(&label).dec();
+    }
+
+    /// Runs the handler (or refuses a message that killed workers) and
+    /// settles the delivery; returns the outcome label.
+    async fn handle(&self, delivered: &Delivered, acker: &Acker) -> &'static str {
+        let disposition = match delivered.header_i64("x-delivery-count") {
+            Some(n) if n >= MAX_REDELIVERIES => Disposition::DeadLetter {
+                reason: format!(
+                    "redelivered {n} times without being acked: a worker died on it each time"
+                ),
+            },
+            _ => AssertUnwindSafe(self.handler.handle(delivered))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Disposition::DeadLetter {
+                    reason: "the handler panicked".to_owned(),
+                }),
+        };
+        self.settle(delivered, acker, disposition).await
     }
 
     /// Carries out the disposition; returns the outcome label.

@@ -6,9 +6,12 @@
 //!   properties and headers;
 //! - [`publisher`]: the task that owns the broker connection, publishes
 //!   with confirms, and retries until every dispatch is confirmed, fed by a
-//!   bounded buffer so the gateway read loop never waits on the broker.
+//!   bounded buffer so the gateway read loop never waits on the broker;
+//! - [`consumer`]: the workers' side: prefetch, acks, retries, dead letters;
+//! - [`depth`]: queue depth and consumer counts polled from the broker.
 
 pub mod consumer;
+pub mod depth;
 pub mod message;
 pub mod publisher;
 pub mod topology;

@@ -464,6 +464,15 @@ impl Publisher {
         if let Some(progress) = self.progress.get(&dispatch.shard.number) {
             progress.confirmed(&dispatch.session_id, dispatch.seq);
         }
+        // Off by default (thousands per second); `RUST_LOG=arrakis::queue=debug`
+        // turns on the ingestor's end of the correlation trail.
+        tracing::debug!(
+            message_id = %format_args!("{}:{}", dispatch.session_id, dispatch.seq),
+            event = dispatch.event_name(),
+            shard = dispatch.shard.number,
+            latency_us,
+            "confirmed"
+        );
     }
 }
 

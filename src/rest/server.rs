@@ -267,6 +267,11 @@ impl ProxyServer {
     ) -> Response<ProxyBody> {
         self.metrics.in_flight.inc();
         let arrived = Instant::now();
+        let message_id = request
+            .headers()
+            .get(crate::correlation::HEADER)
+            .and_then(|v| crate::correlation::sanitize(v.as_bytes()))
+            .map(str::to_owned);
         let (route, response) = match self.forward(request, &peer, arrived).await {
             Ok((route, response)) => (Some(route), response),
             Err((route, error)) => {
@@ -277,9 +282,17 @@ impl ProxyServer {
                 (route, error.response())
             }
         };
-        self.metrics.on_request(
-            route.as_ref().map_or("unrouted", |r| r.key.as_str()),
-            response.status().as_u16(),
+        let route_key = route.as_ref().map_or("unrouted", |r| r.key.as_str());
+        self.metrics
+            .on_request(route_key, response.status().as_u16());
+        // One line per call: the route template (never the path, which may
+        // hold an interaction token) and the caller's correlation id.
+        tracing::info!(
+            route = route_key,
+            status = response.status().as_u16(),
+            ms = u64::try_from(arrived.elapsed().as_millis()).unwrap_or(u64::MAX),
+            message_id = message_id.as_deref().unwrap_or(""),
+            "proxied"
         );
         self.metrics.in_flight.dec();
         response

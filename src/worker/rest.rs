@@ -6,8 +6,10 @@
 //! arriving late.
 //!
 //! Paths of interaction and webhook routes carry the interaction token, so
-//! errors and logs name the route's method and status only, never the
-//! path.
+//! errors name the route's method and status only, never the path, and
+//! the audit line written for every write (role change, DM, response)
+//! shows the path with the token masked. Each call carries the message's
+//! correlation id ([`crate::correlation`]) to the proxy.
 
 use std::time::Duration;
 
@@ -129,7 +131,7 @@ impl ProxyClient {
     ) -> Result<RestResponse, RestError> {
         let uri = format!("{}{path}", self.base);
         let mut req = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(uri)
             .header(USER_AGENT, crate::USER_AGENT)
             .header(
@@ -148,6 +150,15 @@ impl ProxyClient {
         if let Some(reason) = reason {
             req = req.header("x-audit-log-reason", percent_encode(reason));
         }
+        let context = crate::correlation::current();
+        if let Some(id) = context
+            .message_id
+            .as_deref()
+            .filter(|id| crate::correlation::sanitize(id.as_bytes()).is_some())
+        {
+            req = req.header(crate::correlation::HEADER, id);
+        }
+        let audit = (method != Method::GET).then(|| (method.clone(), loggable_path(path)));
         let payload = match body {
             Some(json) => {
                 req = req.header(CONTENT_TYPE, "application/json");
@@ -176,9 +187,57 @@ impl ProxyClient {
         };
         // A little beyond the deadline: the proxy answers 503 itself when it
         // cannot send in time, and that answer is worth waiting for.
-        tokio::time::timeout(deadline + Duration::from_millis(250), exchange)
+        let result = tokio::time::timeout(deadline + Duration::from_millis(250), exchange)
             .await
-            .map_err(|_| RestError::Timeout(deadline))?
+            .map_err(|_| RestError::Timeout(deadline))?;
+        if let Some((method, path)) = audit {
+            let status = result.as_ref().map_or(0, |r| r.status.as_u16());
+            tracing::info!(
+                target: "arrakis::audit",
+                effect = effect_of(&method, &path),
+                %method,
+                path,
+                status,
+                guild_id = context.guild_id.as_deref().unwrap_or(""),
+                message_id = context.message_id.as_deref().unwrap_or(""),
+                "REST effect"
+            );
+        }
+        result
+    }
+}
+
+/// `path` with interaction and webhook tokens masked: safe for a log
+/// line, and it keeps the ids an audit needs (guild, user, role,
+/// channel).
+fn loggable_path(path: &str) -> String {
+    let (path, _query) = path.split_once('?').unwrap_or((path, ""));
+    let mut out = String::with_capacity(path.len());
+    let mut previous: [&str; 2] = ["", ""];
+    for segment in path.split('/').skip(1) {
+        out.push('/');
+        // /interactions/{id}/{token}/… and /webhooks/{application}/{token}/…
+        let is_token =
+            matches!(previous[0], "interactions" | "webhooks") && !previous[1].is_empty();
+        out.push_str(if is_token { ":token" } else { segment });
+        previous = [previous[1], segment];
+    }
+    out
+}
+
+/// What kind of effect a write to `path` is, for the audit line.
+fn effect_of(method: &Method, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("PUT", ["guilds", _, "members", _, "roles", _]) => "role_add",
+        ("DELETE", ["guilds", _, "members", _, "roles", _]) => "role_remove",
+        ("PATCH", ["guilds", _, "members", _]) => "member_update",
+        ("POST", ["users", "@me", "channels"]) => "dm_open",
+        ("POST", ["channels", _, "messages"]) => "message_send",
+        ("POST", ["interactions", _, _, "callback"]) => "interaction_response",
+        (_, ["webhooks", ..]) => "interaction_followup",
+        (_, ["applications", ..]) => "application_commands",
+        _ => "rest_write",
     }
 }
 
@@ -214,6 +273,39 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_paths_mask_tokens_and_keep_ids() {
+        assert_eq!(
+            loggable_path("/interactions/123/aW50ZXJhY3Rpb24.token/callback"),
+            "/interactions/123/:token/callback"
+        );
+        assert_eq!(
+            loggable_path("/webhooks/42/aW50ZXJhY3Rpb24.token/messages/@original?wait=true"),
+            "/webhooks/42/:token/messages/@original"
+        );
+        assert_eq!(
+            loggable_path("/guilds/1/members/2/roles/3"),
+            "/guilds/1/members/2/roles/3"
+        );
+        assert_eq!(
+            effect_of(&Method::PUT, "/guilds/1/members/2/roles/3"),
+            "role_add"
+        );
+        assert_eq!(
+            effect_of(&Method::DELETE, "/guilds/1/members/2/roles/3"),
+            "role_remove"
+        );
+        assert_eq!(effect_of(&Method::POST, "/users/@me/channels"), "dm_open");
+        assert_eq!(
+            effect_of(&Method::POST, "/channels/9/messages"),
+            "message_send"
+        );
+        assert_eq!(
+            effect_of(&Method::POST, "/interactions/123/:token/callback"),
+            "interaction_response"
+        );
+    }
 
     #[test]
     fn audit_reasons_are_percent_encoded() {

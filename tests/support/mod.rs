@@ -227,6 +227,23 @@ impl Drop for RedisPrefix {
     }
 }
 
+/// Sends SIGTERM to `child` while it runs.
+pub fn sigterm(child: &tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+}
+
+/// Waits at most `limit` for `child` to exit; its exit code.
+pub async fn wait_exit(child: &mut tokio::process::Child, limit: Duration) -> Option<i32> {
+    match tokio::time::timeout(limit, child.wait()).await {
+        Ok(Ok(status)) => status.code(),
+        _ => None,
+    }
+}
+
 /// The `arrakis ingest` process under test.
 pub struct Ingestor {
     child: tokio::process::Child,
@@ -295,10 +312,7 @@ impl Ingestor {
 
     /// Waits for the process to exit (bounded) and returns its exit code.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(Ok(status)) => status.code(),
-            _ => None,
-        }
+        wait_exit(&mut self.child, limit).await
     }
 
     /// Whether the process is still running.
@@ -308,11 +322,7 @@ impl Ingestor {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
+        sigterm(&self.child);
     }
 }
 

@@ -120,6 +120,16 @@ impl ProxyProcess {
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// SIGTERM.
+    pub fn terminate(&self) {
+        super::sigterm(&self.child);
+    }
+
+    /// Waits (bounded) for the exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        super::wait_exit(&mut self.child, limit).await
+    }
 }
 
 impl Drop for ProxyProcess {

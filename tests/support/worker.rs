@@ -1,6 +1,6 @@
 //! The `arrakis work` process under test.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use super::{free_port, unique};
@@ -118,19 +118,12 @@ impl WorkerProcess {
 
     /// SIGTERM.
     pub fn terminate(&self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
+        super::sigterm(&self.child);
     }
 
     /// Waits (bounded) for the exit code.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(Ok(status)) => status.code(),
-            _ => None,
-        }
+        super::wait_exit(&mut self.child, limit).await
     }
 }
 

@@ -1,5 +1,6 @@
 //! One community's transaction, run as the tenant role under RLS.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_postgres::Row;
@@ -19,6 +20,23 @@ pub struct TenantTx {
     conn: Option<Conn>,
     community_id: i64,
     failed: AtomicBool,
+    writes: Mutex<Writes>,
+}
+
+/// What the transaction wrote, for its audit line.
+#[derive(Debug, Default)]
+struct Writes {
+    rows: u64,
+    tables: Vec<String>,
+}
+
+impl Writes {
+    fn add(&mut self, table: &str, rows: u64) {
+        self.rows = self.rows.saturating_add(rows);
+        if !self.tables.iter().any(|t| t == table) {
+            self.tables.push(table.to_owned());
+        }
+    }
 }
 
 impl std::fmt::Debug for TenantTx {
@@ -43,6 +61,7 @@ impl TenantTx {
             conn: Some(conn),
             community_id,
             failed: AtomicBool::new(false),
+            writes: Mutex::new(Writes::default()),
         };
         tx.client()
             .batch_execute(&format!(
@@ -85,7 +104,9 @@ impl TenantTx {
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, DbError> {
         let result = self.client().query_typed(sql, params).await;
-        self.note(result)
+        let rows = self.note(result)?;
+        self.record(sql, rows.len() as u64);
+        Ok(rows)
     }
 
     /// Runs a statement as an unnamed statement and returns the number of
@@ -100,7 +121,19 @@ impl TenantTx {
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<u64, DbError> {
         let result = self.client().execute_typed(sql, params).await;
-        self.note(result)
+        let rows = self.note(result)?;
+        self.record(sql, rows);
+        Ok(rows)
+    }
+
+    /// Counts the rows a write statement touched (reads are not recorded).
+    fn record(&self, sql: &str, rows: u64) {
+        if let Some(table) = written_table(sql) {
+            self.writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .add(table, rows);
+        }
     }
 
     /// Records that `message_id` took effect in this community; `true` the
@@ -134,7 +167,26 @@ impl TenantTx {
             self.finish("ROLLBACK").await?;
             return Err(DbError::Aborted);
         }
-        self.finish("COMMIT").await
+        self.finish("COMMIT").await?;
+        let writes = std::mem::take(
+            &mut *self
+                .writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if writes.rows > 0 {
+            let context = crate::correlation::current();
+            tracing::info!(
+                target: "arrakis::audit",
+                effect = "db_write",
+                community = self.community_id,
+                tables = %writes.tables.join(","),
+                rows = writes.rows,
+                message_id = context.message_id.as_deref().unwrap_or(""),
+                "committed"
+            );
+        }
+        Ok(())
     }
 
     /// Rolls back and returns the connection to the pool.
@@ -209,4 +261,69 @@ pub async fn record_member_join(
     )
     .await?;
     Ok(true)
+}
+
+/// The table a write statement (`INSERT INTO t`, `UPDATE t`, `DELETE FROM
+/// t`, also after a `WITH`) writes to; `None` for a read. `FOR UPDATE` and
+/// `DO UPDATE SET` are not writes of their own.
+fn written_table(sql: &str) -> Option<&str> {
+    let tokens: Vec<&str> = sql.split_whitespace().collect();
+    let is = |i: usize, word: &str| tokens.get(i).is_some_and(|t| t.eq_ignore_ascii_case(word));
+    let name = |i: usize| -> Option<&str> {
+        let token = *tokens.get(i)?;
+        let end = token
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(token.len());
+        (end > 0).then(|| &token[..end])
+    };
+    (0..tokens.len()).find_map(|i| {
+        if (is(i, "insert") && is(i + 1, "into")) || (is(i, "delete") && is(i + 1, "from")) {
+            name(i + 2)
+        } else if is(i, "update")
+            && !(i > 0 && (is(i - 1, "for") || is(i - 1, "do")))
+            && !is(i + 1, "set")
+        {
+            name(i + 1)
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::written_table;
+
+    #[test]
+    fn write_statements_name_their_table_and_reads_do_not() {
+        assert_eq!(
+            written_table(
+                "INSERT INTO processed_messages (community_id, message_id) VALUES ($1, $2)"
+            ),
+            Some("processed_messages")
+        );
+        assert_eq!(
+            written_table("update members SET nym = $1 WHERE id = $2"),
+            Some("members")
+        );
+        assert_eq!(
+            written_table("DELETE FROM water_shares WHERE id = $1"),
+            Some("water_shares")
+        );
+        assert_eq!(
+            written_table("WITH moved AS (SELECT 1) INSERT INTO activity(member_id) SELECT 1"),
+            Some("activity")
+        );
+        assert_eq!(
+            written_table(
+                "INSERT INTO badges (a) VALUES ($1) ON CONFLICT (a) DO UPDATE SET a = EXCLUDED.a"
+            ),
+            Some("badges")
+        );
+        assert_eq!(
+            written_table("SELECT * FROM members WHERE id = $1 FOR UPDATE"),
+            None
+        );
+        assert_eq!(written_table("SELECT 1"), None);
+    }
 }

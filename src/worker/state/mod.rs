@@ -22,8 +22,12 @@ pub mod roster;
 pub mod schedule;
 pub mod session;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
@@ -65,11 +69,49 @@ impl StateError {
     }
 }
 
+/// Round-trip times and failures of the state's Redis calls, exposed as
+/// `arrakis_redis_latency_seconds` and `arrakis_redis_errors_total` (the
+/// names the REST proxy uses for its limiter calls).
+#[derive(Debug)]
+pub struct RedisMetrics {
+    latency: Histogram,
+    errors: Counter,
+}
+
+impl RedisMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Arc<Self> {
+        let m = Self {
+            latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            errors: Counter::default(),
+        };
+        registry.register(
+            "redis_latency_seconds",
+            "Worker state round trips to Redis (command, pipeline or script)",
+            m.latency.clone(),
+        );
+        registry.register(
+            "redis_errors",
+            "Worker state calls to Redis that failed or timed out",
+            m.errors.clone(),
+        );
+        Arc::new(m)
+    }
+
+    fn observe<T>(&self, started: Instant, result: &Result<T, StateError>) {
+        self.latency.observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.errors.inc();
+        }
+    }
+}
+
 /// A handle on the shared state; cheap to clone.
 #[derive(Clone)]
 pub struct State {
     conn: ConnectionManager,
     prefix: String,
+    metrics: Option<Arc<RedisMetrics>>,
 }
 
 impl std::fmt::Debug for State {
@@ -105,7 +147,15 @@ impl State {
         Self {
             conn,
             prefix: prefix.into(),
+            metrics: None,
         }
+    }
+
+    /// The same handle, timing every call into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<RedisMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The key prefix.
@@ -132,20 +182,13 @@ impl State {
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StateError> {
         let mut conn = self.conn.clone();
-        tokio::time::timeout(CALL_TIMEOUT, cmd.query_async(&mut conn))
-            .await
-            .map_err(|_| StateError::Timeout(CALL_TIMEOUT))?
-            .map_err(StateError::from)
+        self.timed(cmd.query_async(&mut conn)).await
     }
 
     /// Runs a pipeline whose replies are all ignored.
     async fn run_pipe(&self, pipe: &redis::Pipeline) -> Result<(), StateError> {
         let mut conn = self.conn.clone();
-        let done: Result<(), redis::RedisError> =
-            tokio::time::timeout(CALL_TIMEOUT, pipe.query_async(&mut conn))
-                .await
-                .map_err(|_| StateError::Timeout(CALL_TIMEOUT))?;
-        done.map_err(StateError::from)
+        self.timed(pipe.query_async::<()>(&mut conn)).await
     }
 
     async fn script<T: redis::FromRedisValue>(
@@ -153,10 +196,23 @@ impl State {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StateError> {
         let mut conn = self.conn.clone();
-        tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut conn))
-            .await
-            .map_err(|_| StateError::Timeout(CALL_TIMEOUT))?
-            .map_err(StateError::from)
+        self.timed(invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Bounds one Redis round trip by [`CALL_TIMEOUT`] and records it.
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, redis::RedisError>>,
+    ) -> Result<T, StateError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(done) => done.map_err(StateError::from),
+            Err(_) => Err(StateError::Timeout(CALL_TIMEOUT)),
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(started, &result);
+        }
+        result
     }
 }
 
