@@ -6,9 +6,13 @@
 //!   properties and headers;
 //! - [`publisher`]: the task that owns the broker connection, publishes
 //!   with confirms, and retries until every dispatch is confirmed, fed by a
-//!   bounded buffer so the gateway read loop never waits on the broker.
+//!   bounded buffer so the gateway read loop never waits on the broker;
+//! - [`consumer`]: the workers' side: lanes, retries, dead-lettering;
+//! - [`dead_letters`]: `arrakis.dlq` for an operator: browse, inspect,
+//!   replay, discard.
 
 pub mod consumer;
+pub mod dead_letters;
 pub mod message;
 pub mod publisher;
 pub mod topology;
