@@ -32,6 +32,7 @@ use crate::queue::depth::{self, DepthMetrics};
 use crate::queue::topology::{DEAD_LETTER_QUEUE, QueueType};
 use crate::runner::Runner;
 use crate::worker::chain::{ChainClient, ChainConfig};
+use crate::worker::dashboard::{self, Dashboard};
 use crate::worker::db::{Db, DbConfig, DbError};
 use crate::worker::dispatch::{INTERACTIONS_QUEUE, WorkerHandler};
 use crate::worker::respond::{InteractionMetrics, RespondConfig, Responder};
@@ -154,6 +155,15 @@ pub struct WorkArgs {
     /// `ARRAKIS_HTTP_LISTEN`); `http://<ARRAKIS_HTTP_LISTEN>/verify` if unset.
     #[arg(long, env = "ARRAKIS_VERIFY_URL", value_name = "ARRAKIS_VERIFY_URL")]
     pub verify_url: Option<String>,
+    /// Secret guarding the dead-letter dashboard (`/dlq` on
+    /// `ARRAKIS_HTTP_LISTEN`); the dashboard is off without it.
+    #[arg(
+        long,
+        env = "ARRAKIS_ADMIN_SECRET",
+        value_name = "ARRAKIS_ADMIN_SECRET",
+        hide_env_values = true
+    )]
+    pub admin_secret: Option<Secret>,
     /// Seconds allowed on shutdown for messages in flight.
     #[arg(
         long,
@@ -187,6 +197,8 @@ struct WorkStatus {
     db_up: AtomicBool,
     /// Set once the clients are up; the verification endpoint needs them.
     services: OnceLock<Arc<Services>>,
+    /// The dead-letter dashboard, when `ARRAKIS_ADMIN_SECRET` is set.
+    dashboard: Option<Dashboard>,
 }
 
 impl crate::health::RoleStatus for WorkStatus {
@@ -212,9 +224,15 @@ impl crate::health::RoleStatus for WorkStatus {
 
     fn serves(&self, path: &str) -> bool {
         path.starts_with("/verify/")
+            || (self.dashboard.is_some() && dashboard::is_dashboard_path(path))
     }
 
     fn route(&self, request: crate::health::RouteRequest) -> crate::health::RouteFuture {
+        if let Some(dashboard) = &self.dashboard
+            && dashboard::is_dashboard_path(&request.path)
+        {
+            return dashboard.route(request);
+        }
         let services = self.services.get().cloned();
         Box::pin(async move {
             let Some(services) = services else {
@@ -252,7 +270,22 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
     let effect_metrics = EffectMetrics::register(&mut registry);
     let depth_metrics = DepthMetrics::register(&mut registry);
     let redis_metrics = RedisMetrics::register(&mut registry);
+    let worker_id = format!(
+        "{}-{}-{:06x}",
+        hostname(),
+        std::process::id(),
+        rand::random::<u32>() & 0xFF_FFFF
+    );
+    let dashboard = args.admin_secret.as_ref().map(|secret| {
+        let config = crate::queue::dead_letters::DeadLettersConfig {
+            amqp_url: args.amqp_url.clone(),
+            queue_type: args.queue_type,
+            connection_name: format!("arrakis-work-dlq {worker_id}"),
+        };
+        Dashboard::new(secret, config, &mut registry)
+    });
     let status = Arc::new(WorkStatus {
+        dashboard,
         registry,
         consumers: consumer_metrics.clone(),
         redis_up: AtomicBool::new(false),
@@ -276,12 +309,6 @@ pub async fn run(args: WorkArgs) -> Result<ExitCode, WorkError> {
         tracing::warn!("ARRAKIS_CHAIN_RPC_URLS is not set: chain commands will say so");
     }
 
-    let worker_id = format!(
-        "{}-{}-{:06x}",
-        hostname(),
-        std::process::id(),
-        rand::random::<u32>() & 0xFF_FFFF
-    );
     let state_prefix = format!("{}:worker:", args.redis_prefix);
     let Some(state) = connect_state(&args.redis_url, &state_prefix, &mut runner).await else {
         runner.finish();

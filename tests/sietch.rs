@@ -17,31 +17,11 @@ use arrakis_loadtest::sim::{InteractionSpec, RoleChange};
 use serde_json::{Value, json};
 
 use support::sietch::{
-    ADMIN, Sietch, TOKEN, address, string_option, sub, tokens, user_option, wallet,
+    ADMIN, FEDAYKIN_ROLE, FORMER_NAIB_ROLE, NAIB_ROLE, Sietch, TAQWA_ROLE, TOKEN, address,
+    settings, string_option, sub, tokens, user_option, wallet,
 };
 
 const GUILD: u64 = 910_000_000_000_000_001;
-const NAIB_ROLE: u64 = 7001;
-const FEDAYKIN_ROLE: u64 = 7002;
-const HAJRA_ROLE: u64 = 7009;
-const FORMER_NAIB_ROLE: u64 = 7010;
-const TAQWA_ROLE: u64 = 7011;
-
-fn settings() -> Value {
-    json!({
-        "token": TOKEN,
-        "decimals": 18,
-        "start_block": 999_000,
-        "roles": {
-            "naib": NAIB_ROLE.to_string(),
-            "fedaykin": FEDAYKIN_ROLE.to_string(),
-            "hajra": HAJRA_ROLE.to_string(),
-            "former_naib": FORMER_NAIB_ROLE.to_string(),
-            "taqwa": TAQWA_ROLE.to_string(),
-        },
-    })
-}
-
 fn user(n: u64) -> u64 {
     400_000_000_000_000_000 + n
 }

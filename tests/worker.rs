@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arrakis_loadtest::chain::{ChainSim, ChainSimConfig};
 use arrakis_loadtest::sim::{EventKind, InteractionSpec, ResponseKind, SimConfig, Simulator};
-use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
@@ -94,18 +94,7 @@ impl Pipeline {
             .await
             .unwrap();
         let ch = conn.create_channel().await.unwrap();
-        let q = ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(|q| q.message_count())
-            .unwrap_or(0);
+        let q = support::ready_count(&ch, queue).await.unwrap_or(0);
         let _ = conn.close(200, "done".into()).await;
         q
     }

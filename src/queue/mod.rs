@@ -7,10 +7,14 @@
 //! - [`publisher`]: the task that owns the broker connection, publishes
 //!   with confirms, and retries until every dispatch is confirmed, fed by a
 //!   bounded buffer so the gateway read loop never waits on the broker;
-//! - [`consumer`]: the workers' side: prefetch, acks, retries, dead letters;
+//! - [`consumer`]: the workers' side: prefetch, lanes, acks, retries,
+//!   dead-lettering;
+//! - [`dead_letters`]: `arrakis.dlq` for an operator: browse, inspect,
+//!   replay, discard;
 //! - [`depth`]: queue depth and consumer counts polled from the broker.
 
 pub mod consumer;
+pub mod dead_letters;
 pub mod depth;
 pub mod message;
 pub mod publisher;

@@ -19,11 +19,15 @@
 //!   (JSON-RPC with rotation and breakers) and [`rest`] (Discord through
 //!   the REST proxy; the worker holds no token).
 //!
+//! - [`dashboard`]: the dead-letter page and API on the worker's HTTP
+//!   listener (`/dlq`, behind `ARRAKIS_ADMIN_SECRET`).
+//!
 //! The queue mechanics (lanes, retries, dead letters) are in
 //! [`crate::queue::consumer`]; the role's phases in [`crate::work`].
 
 pub mod chain;
 pub mod commands;
+pub mod dashboard;
 pub mod db;
 pub mod dispatch;
 pub mod envelope;

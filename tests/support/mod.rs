@@ -79,9 +79,56 @@ pub async fn wait_draining(
 /// `GET path` on a role's health listener at `addr`: (status, body), or
 /// `None` if it does not answer within 5 s.
 pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path, &[])
+        .await
+        .map(|r| (r.status, r.body))
+}
+
+/// An HTTP answer read whole.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// Header names (lowercase) and values, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+}
+
+/// `method path` with `headers` and an empty body on `addr` (HTTP/1.1,
+/// one request per connection), or `None` if it does not answer within 5 s.
+pub async fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<HttpAnswer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("\r\n");
     stream.write_all(req.as_bytes()).await.ok()?;
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut out))
@@ -89,8 +136,35 @@ pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
         .ok()?
         .ok()?;
     let status = out.get(9..12)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some(HttpAnswer {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}
+
+/// Messages ready in `queue` (a passive declare), `None` if it does not
+/// exist.
+pub async fn ready_count(channel: &lapin::Channel, queue: &str) -> Option<u32> {
+    channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..lapin::options::QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .ok()
+        .map(|q| q.message_count())
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -27,6 +27,29 @@ pub const TOKEN: &str = "0x1111111111111111111111111111111111111111";
 /// ADMINISTRATOR.
 pub const ADMIN: u64 = 8;
 
+/// The Sietch roles of the test communities.
+pub const NAIB_ROLE: u64 = 7001;
+pub const FEDAYKIN_ROLE: u64 = 7002;
+pub const HAJRA_ROLE: u64 = 7009;
+pub const FORMER_NAIB_ROLE: u64 = 7010;
+pub const TAQWA_ROLE: u64 = 7011;
+
+/// A community's settings: the chain simulator's token and the roles above.
+pub fn settings() -> Value {
+    json!({
+        "token": TOKEN,
+        "decimals": 18,
+        "start_block": 999_000,
+        "roles": {
+            "naib": NAIB_ROLE.to_string(),
+            "fedaykin": FEDAYKIN_ROLE.to_string(),
+            "hajra": HAJRA_ROLE.to_string(),
+            "former_naib": FORMER_NAIB_ROLE.to_string(),
+            "taqwa": TAQWA_ROLE.to_string(),
+        },
+    })
+}
+
 /// Everything one test needs.
 pub struct Sietch {
     /// Discord's stand-in.
