@@ -585,3 +585,27 @@ async fn parallel_migrations_create_a_fresh_tenant_role_once() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_says_what_postgres_said_not_just_db_error() {
+    tokio::time::timeout(LIMIT, async {
+        let t = TestDb::create().await;
+        let db = t.db(2).await;
+        let a = db.community_for_guild(1001).await.unwrap();
+        let tx = db.tenant(a).await.unwrap();
+        let err = tx
+            .query("SELECT * FROM no_such_table", &[])
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("42P01") && text.contains("\"no_such_table\" does not exist"),
+            "{text}"
+        );
+        assert!(!err.is_transient());
+        tx.rollback().await.unwrap();
+        t.drop_db().await;
+    })
+    .await
+    .expect("bounded");
+}

@@ -15,7 +15,7 @@ pub enum DbError {
     #[error("database pool is closed")]
     PoolClosed,
     /// Postgres (or the connection to it) reported an error.
-    #[error("database: {0}")]
+    #[error("database: {}", describe_postgres(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The tenant role could read or write across communities; the worker
     /// refuses to run tenant queries.
@@ -50,6 +50,28 @@ impl DbError {
             | Self::Aborted => false,
         }
     }
+}
+
+/// The server's own words: tokio-postgres displays every server error as
+/// a bare "db error", which says nothing in a log line or a dead letter's
+/// reason. The SQLSTATE, the message and the table or constraint it names
+/// identify the failure; the detail line is left out (it may quote row
+/// values).
+fn describe_postgres(err: &tokio_postgres::Error) -> String {
+    let Some(db) = err.as_db_error() else {
+        return match std::error::Error::source(err) {
+            Some(source) => format!("{err}: {source}"),
+            None => err.to_string(),
+        };
+    };
+    let mut out = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    if let Some(table) = db.table() {
+        out.push_str(&format!(" (table {table})"));
+    }
+    if let Some(constraint) = db.constraint() {
+        out.push_str(&format!(" (constraint {constraint})"));
+    }
+    out
 }
 
 fn postgres_is_transient(err: &tokio_postgres::Error) -> bool {
