@@ -411,7 +411,7 @@ impl EventGen {
         let mut user = Obj::with_capacity(300);
         user.raw("verified", "true")
             .raw("username", "\"arrakis-sim\"")
-            .num("mfa_enabled", 0)
+            .bool("mfa_enabled", false)
             .id("id", self.application_id)
             .null("global_name")
             .num("flags", 0)
